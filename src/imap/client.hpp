@@ -1,0 +1,99 @@
+// IMAP client on one Transport: greeting, STARTTLS, CAPABILITY, login, SELECT/EXAMINE,
+// UID SEARCH, UID FETCH BODY.PEEK[], IDLE/DONE, NOOP, LOGOUT.
+// Not thread-safe: one coroutine uses a Client at a time, on the transport's executor.
+// Every command has a deadline; failures throw imap::Error (see error.hpp for the kinds).
+#pragma once
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/secret.hpp"
+#include "imap/transport.hpp"
+
+namespace el::imap {
+
+struct ClientOptions {
+  std::chrono::milliseconds command_timeout{30000};  // any tagged command
+  std::chrono::milliseconds done_timeout{10000};     // DONE must be answered within this
+  std::size_t max_literal = 64 * 1024 * 1024;        // larger literal: Error{protocol}
+};
+
+struct SelectInfo {
+  std::uint32_t uidvalidity = 0;
+  std::uint32_t uidnext = 0;  // 0 if the server did not say
+  std::uint32_t exists = 0;
+};
+
+struct FetchedMessage {
+  std::uint32_t uid = 0;
+  std::vector<std::string> flags;  // as sent, e.g. "\\Seen"
+  std::string internal_date;       // as sent: "17-Jul-1996 02:44:25 -0700"
+  std::uint64_t size = 0;          // RFC822.SIZE
+  std::string body;                // BODY[] literal
+};
+
+struct IdleResult {
+  bool new_mail = false;     // EXISTS grew (or RECENT > 0) while idling
+  bool expunged = false;     // EXPUNGE seen
+  bool interrupted = false;  // interrupt() ended it
+  std::uint32_t exists = 0;
+};
+
+class Client {
+ public:
+  explicit Client(std::unique_ptr<Transport> transport, ClientOptions opts = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Reads the greeting (PREAUTH accepted), optionally runs STARTTLS (requires the capability,
+  // else Error{tls}), then CAPABILITY. BYE greeting: Error{bye}.
+  net::awaitable<void> start(bool starttls);
+  bool has_capability(std::string_view cap) const;  // case-insensitive, e.g. "IDLE", "AUTH=PLAIN"
+  const std::set<std::string>& capabilities() const { return caps_; }
+
+  // AUTHENTICATE PLAIN (with SASL-IR when offered) if AUTH=PLAIN is advertised, else LOGIN.
+  // A refusal throws Error{auth}. Refreshes capabilities if the server sends new ones.
+  net::awaitable<void> login(std::string_view user, const core::Secret& password);
+  // ID (RFC 2971) when the server offers it; otherwise does nothing.
+  net::awaitable<void> id(const std::vector<std::pair<std::string, std::string>>& fields);
+  // SELECT, or EXAMINE when read_only. Folder names are quoted and modified-UTF-7 encoded.
+  net::awaitable<SelectInfo> select(std::string_view folder, bool read_only);
+  // UID SEARCH <criteria> (criteria passed verbatim, e.g. "UID 5:*", "SINCE 1-Feb-2024").
+  net::awaitable<std::vector<std::uint32_t>> uid_search(std::string_view criteria);
+  // UID FETCH <set> (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]); never sets \Seen.
+  // Messages come back in the order the server sent them.
+  net::awaitable<std::vector<FetchedMessage>> uid_fetch(std::string_view uid_set);
+  // IDLE until new mail, an expunge, interrupt(), or max_duration; then DONE and the tagged OK
+  // within done_timeout (else Error{timeout}). Requires the IDLE capability.
+  net::awaitable<IdleResult> idle(std::chrono::steady_clock::duration max_duration);
+  // Ends a pending idle() early (interrupted = true). Call on the client's executor.
+  void interrupt();
+  // NOOP; answers within command_timeout or Error{timeout}. Returns true if EXISTS grew since
+  // the last SELECT/IDLE/NOOP.
+  net::awaitable<bool> noop();
+  // LOGOUT, best effort: never throws.
+  net::awaitable<void> logout();
+
+  std::uint32_t exists() const { return exists_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::set<std::string> caps_;
+  std::uint32_t exists_ = 0;
+};
+
+// INTERNALDATE "17-Jul-1996 02:44:25 -0700" -> time point; nullopt when malformed.
+std::optional<std::chrono::system_clock::time_point> parse_internal_date(std::string_view s);
+// IMAP SEARCH date "1-Feb-2024" for a time point (UTC day).
+std::string format_search_date(std::chrono::system_clock::time_point t);
+
+}  // namespace el::imap
