@@ -1,0 +1,63 @@
+// In-memory registry, optionally persisted to a JSON state file (atomic replace: temp file,
+// fsync, rename, fsync of the folder). Changes are written by a background thread, coalesced;
+// flush() waits until everything before it is on disk.
+#pragma once
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "store/registry.hpp"
+
+namespace el::store {
+
+struct MemoryRegistryOptions {
+  std::string state_file;                      // empty: memory only
+  std::chrono::milliseconds write_delay{100};  // coalescing window for background writes
+};
+
+class MemoryRegistry final : public Registry {
+ public:
+  // Loads the state file if it exists; throws std::runtime_error if it is unreadable or corrupt.
+  explicit MemoryRegistry(MemoryRegistryOptions opts);
+  ~MemoryRegistry() override;  // writes pending changes
+
+  bool add(const MailboxRecord& record) override;
+  std::optional<MailboxRecord> get(std::string_view id) const override;
+  std::vector<MailboxRecord> list(std::string_view after_id, std::size_t limit) const override;
+  std::size_t size() const override;
+  std::optional<std::uint64_t> replace_config(const core::MailboxConfig& config) override;
+  bool remove(std::string_view id) override;
+  bool save_checkpoint(std::string_view id, std::uint64_t epoch,
+                       const core::FolderCheckpoint& checkpoint,
+                       std::uint64_t delivered_increment) override;
+  void flush() override;
+
+  // The state as JSON text (what the state file holds). For tests and the writer.
+  std::string snapshot() const;
+
+ private:
+  void mark_dirty();  // caller holds mu_
+  void writer_loop();
+  void write_file(const std::string& text);
+  void load();
+
+  MemoryRegistryOptions opts_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, MailboxRecord, std::less<>> records_;
+  std::uint64_t version_ = 0;  // bumped by every change
+  std::uint64_t written_ = 0;  // version last on disk
+  bool stopping_ = false;
+  std::string write_error_;
+  std::thread writer_;
+};
+
+// Record <-> JSON, shared by the state file and the Redis adapter. Secrets are included:
+// the caller decides where this text may go.
+std::string record_to_json(const MailboxRecord& r);
+MailboxRecord record_from_json(std::string_view text);
+
+}  // namespace el::store
