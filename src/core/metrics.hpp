@@ -1,4 +1,4 @@
-// Process-wide counters for /metrics. Lock-free increments; render() builds Prometheus text.
+// Process-wide counters for /metrics. Lock-free increments; http/ renders them as Prometheus text.
 #pragma once
 #include <array>
 #include <atomic>

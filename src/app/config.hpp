@@ -1,0 +1,46 @@
+// Configuration of `email-listener serve`: flags, EL_* environment variables and a JSON file,
+// typed and validated; unknown keys and bad values are refused with a message naming them.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/log.hpp"
+#include "delivery/webhook.hpp"
+#include "service/options.hpp"
+
+namespace el::app {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Config {
+  std::string listen_host = "127.0.0.1";
+  std::uint16_t listen_port = 8080;
+  std::vector<std::string> api_tokens;
+  bool insecure_no_auth = false;
+  std::string state_file;
+  log::Level log_level = log::Level::info;
+  log::Format log_format = log::Format::text;
+  unsigned threads = 0;  // 0: CPU count
+  delivery::WebhookOptions webhook;
+  service::ServiceOptions service;
+  bool help = false;
+};
+
+// args: the arguments after "serve". env: the process environment (KEY -> value).
+// Precedence: flag > environment > file. Throws ConfigError.
+Config parse_serve_config(const std::vector<std::string>& args,
+                          const std::map<std::string, std::string>& env);
+std::string serve_usage();
+
+// Helpers exposed for tests.
+std::chrono::milliseconds parse_duration(const std::string& s);  // "500ms" "10s" "5m" "1h" "30"
+std::uint64_t parse_size(const std::string& s);                   // "1024" "10K" "10M" "1G"
+bool is_loopback(const std::string& host);
+
+}  // namespace el::app

@@ -1,0 +1,285 @@
+// Fetcher: download, parse, deliver, checkpoint; one fetch task at a time per folder.
+#include "service/fetcher.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <unordered_map>
+
+#include "core/log.hpp"
+#include "core/metrics.hpp"
+#include "imap/client.hpp"
+#include "mime/message.hpp"
+#include "service/imap_connect.hpp"
+
+namespace el::service {
+
+namespace net = boost::asio;
+using queue::TaskResult;
+using Clock = std::chrono::steady_clock;
+
+std::optional<core::WebhookTarget> webhook_for(const core::MailboxConfig& cfg,
+                                               const ServiceOptions& opts) {
+  if (cfg.webhook) return cfg.webhook;
+  return opts.default_webhook;
+}
+
+namespace {
+std::string pool_key(std::string_view mailbox, std::string_view folder) {
+  std::string k(mailbox);
+  k += '\0';
+  k += folder;
+  return k;
+}
+
+std::string join_uids(const std::vector<std::uint32_t>& uids, std::size_t from, std::size_t to) {
+  std::string s;
+  for (std::size_t i = from; i < to; ++i) {
+    if (!s.empty()) s += ',';
+    s += std::to_string(uids[i]);
+  }
+  return s;
+}
+}  // namespace
+
+struct Fetcher::Impl : std::enable_shared_from_this<Impl> {
+  struct Pooled {
+    std::unique_ptr<imap::Client> client;
+    net::any_io_executor ex;  // the strand the client is bound to
+    std::uint64_t epoch = 0;
+    std::uint32_t uidvalidity = 0;
+    Clock::time_point last_used;
+  };
+
+  net::any_io_executor ex;
+  store::Registry& registry;
+  delivery::EventSink& sink;
+  ServiceOptions opts;
+  net::thread_pool cpu;
+  std::mutex mu;
+  std::unordered_map<std::string, Pooled> pool;
+  net::steady_timer sweep_timer;
+  bool stopped = false;
+
+  Impl(net::any_io_executor e, store::Registry& r, delivery::EventSink& s, ServiceOptions o,
+       std::size_t threads)
+      : ex(net::make_strand(e)), registry(r), sink(s), opts(std::move(o)), cpu(threads ? threads : 1),
+        sweep_timer(e) {}
+
+  std::optional<Pooled> take(const std::string& key, const net::any_io_executor& strand,
+                             std::uint64_t epoch) {
+    std::lock_guard lk(mu);
+    auto it = pool.find(key);
+    if (it == pool.end()) return std::nullopt;
+    Pooled p = std::move(it->second);
+    pool.erase(it);
+    if (p.ex != strand || p.epoch != epoch) {
+      close_later(std::move(p));
+      return std::nullopt;
+    }
+    return p;
+  }
+
+  void put(const std::string& key, Pooled p) {
+    p.last_used = Clock::now();
+    std::lock_guard lk(mu);
+    if (stopped) {
+      close_later(std::move(p));
+      return;
+    }
+    auto [it, inserted] = pool.try_emplace(key, std::move(p));
+    if (!inserted) close_later(std::move(p));
+  }
+
+  // LOGOUT on the client's own strand, without waiting for it.
+  static void close_later(Pooled p) {
+    auto client = std::shared_ptr<imap::Client>(std::move(p.client));
+    net::co_spawn(p.ex, [client]() -> net::awaitable<void> { co_await client->logout(); },
+                  net::detached);
+  }
+
+  net::awaitable<void> sweep_loop() {
+    auto self = shared_from_this();
+    while (true) {
+      sweep_timer.expires_after(std::chrono::seconds(5));
+      (void)co_await sweep_timer.async_wait(net::as_tuple(net::use_awaitable));
+      std::lock_guard lk(mu);
+      if (stopped) co_return;
+      const auto now = Clock::now();
+      for (auto it = pool.begin(); it != pool.end();) {
+        if (now - it->second.last_used > opts.fetch.pool_idle) {
+          close_later(std::move(it->second));
+          it = pool.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
+
+  net::awaitable<TaskResult> run(const queue::FetchTask& task) {
+    auto self = shared_from_this();
+    TaskResult result;
+    result.last_uid = task.after_uid;
+    auto rec = registry.get(task.mailbox_id);
+    if (!rec || rec->epoch != task.epoch) {
+      result.status = TaskResult::Status::stale;
+      co_return result;
+    }
+    auto target = webhook_for(rec->config, opts);
+    if (!target) {
+      result.status = TaskResult::Status::retry_later;
+      result.error = "no webhook configured for this mailbox";
+      co_return result;
+    }
+    std::uint32_t last = task.after_uid;
+    if (auto* cp = rec->checkpoint(task.folder); cp && cp->uidvalidity == task.uidvalidity)
+      last = std::max(last, cp->last_uid);
+    result.last_uid = last;
+
+    const auto strand = co_await net::this_coro::executor;
+    const std::string key = pool_key(task.mailbox_id, task.folder);
+    std::optional<Pooled> conn = take(key, strand, task.epoch);
+    try {
+      if (!conn) {
+        ImapTimeouts t{opts.fetch.connect_timeout, opts.fetch.command_timeout,
+                       opts.session.done_timeout, opts.fetch.max_message_bytes};
+        Pooled p;
+        p.client = co_await open_imap(rec->config.imap, t);
+        p.ex = strand;
+        p.epoch = task.epoch;
+        auto info = co_await p.client->select(task.folder, /*read_only=*/true);
+        p.uidvalidity = info.uidvalidity;
+        conn = std::move(p);
+      }
+      if (conn->uidvalidity != task.uidvalidity) {
+        result.status = TaskResult::Status::reset;
+        result.error = "uidvalidity changed";
+        co_return result;  // the connection is dropped with `conn`
+      }
+      auto uids = co_await conn->client->uid_search("UID " + std::to_string(last + 1) + ":*");
+      // "n:*" matches the highest UID even when it is below n.
+      std::erase_if(uids, [&](std::uint32_t u) { return u <= last; });
+      std::sort(uids.begin(), uids.end());
+      uids.erase(std::unique(uids.begin(), uids.end()), uids.end());
+
+      mime::ParseOptions popts;
+      popts.max_attachment_bytes = opts.fetch.max_attachment_bytes;
+      const std::size_t batch = std::max<std::size_t>(1, opts.fetch.batch);
+      auto& m = metrics::global();
+      for (std::size_t i = 0; i < uids.size(); i += batch) {
+        const std::size_t end = std::min(uids.size(), i + batch);
+        auto msgs = co_await conn->client->uid_fetch(join_uids(uids, i, end));
+        std::sort(msgs.begin(), msgs.end(),
+                  [](const auto& a, const auto& b) { return a.uid < b.uid; });
+        for (auto& msg : msgs) {
+          if (msg.uid <= last) continue;
+          m.fetch_bytes.fetch_add(msg.body.size(), std::memory_order_relaxed);
+          m.messages_fetched.fetch_add(1, std::memory_order_relaxed);
+          mime::MessageMeta meta;
+          meta.uid = msg.uid;
+          meta.folder = task.folder;
+          meta.flags = msg.flags;
+          if (auto t = imap::parse_internal_date(msg.internal_date))
+            meta.internal_date = core::format_rfc3339(*t);
+          // Parsing is CPU work: keep it off the I/O threads.
+          auto data = co_await net::co_spawn(
+              cpu,
+              [&]() -> net::awaitable<boost::json::object> {
+                co_return mime::to_json(msg.body, meta, popts);
+              },
+              net::use_awaitable);
+          msg.body.clear();
+          msg.body.shrink_to_fit();
+          if (data.contains("parse_errors")) m.parse_errors.fetch_add(1, std::memory_order_relaxed);
+          core::Event ev;
+          ev.id = core::message_event_id(task.mailbox_id, task.folder, task.uidvalidity, msg.uid);
+          ev.type = "message.new";
+          ev.mailbox_id = task.mailbox_id;
+          ev.created_at = core::format_rfc3339(std::chrono::system_clock::now());
+          ev.data = std::move(data);
+          ev.data["uidvalidity"] = task.uidvalidity;
+          const bool accepted = co_await sink.deliver(ev, *target);  // not in the `if`: GCC 12
+          if (!accepted) {
+            result.status = TaskResult::Status::retry_later;
+            result.error = "event not accepted by the sink";
+            put(key, std::move(*conn));
+            co_return result;
+          }
+          if (!registry.save_checkpoint(task.mailbox_id, task.epoch,
+                                        {task.folder, task.uidvalidity, msg.uid}, 1)) {
+            result.status = TaskResult::Status::stale;
+            co_return result;
+          }
+          last = msg.uid;
+          result.last_uid = last;
+          ++result.delivered;
+          log::debug("message_delivered", {{"mailbox", task.mailbox_id},
+                                           {"folder", task.folder},
+                                           {"uid", std::to_string(msg.uid)},
+                                           {"event_id", ev.id}});
+        }
+      }
+      put(key, std::move(*conn));
+      result.status = TaskResult::Status::done;
+    } catch (const imap::Error& e) {
+      result.status = TaskResult::Status::retry_later;
+      result.error = std::string("fetch: ") + e.what();
+      log::warn("fetch_failed", {{"mailbox", task.mailbox_id},
+                                 {"folder", task.folder},
+                                 {"kind", imap::to_string(e.kind())},
+                                 {"error", e.what()}});
+    }
+    co_return result;
+  }
+};
+
+Fetcher::Fetcher(net::any_io_executor ex, store::Registry& registry, delivery::EventSink& sink,
+                 ServiceOptions opts, std::size_t cpu_threads)
+    : impl_(std::make_shared<Impl>(ex, registry, sink, std::move(opts), cpu_threads)) {
+  mime::initialize();
+  net::co_spawn(impl_->ex, impl_->sweep_loop(), net::detached);
+}
+
+Fetcher::~Fetcher() {
+  stop();
+  impl_->cpu.join();
+}
+
+net::awaitable<TaskResult> Fetcher::run(const queue::FetchTask& task) {
+  auto impl = impl_;
+  co_return co_await impl->run(task);
+}
+
+void Fetcher::forget(std::string_view mailbox_id) {
+  std::lock_guard lk(impl_->mu);
+  const std::string prefix = std::string(mailbox_id) + '\0';
+  for (auto it = impl_->pool.begin(); it != impl_->pool.end();) {
+    if (it->first.compare(0, prefix.size(), prefix) == 0) {
+      Impl::close_later(std::move(it->second));
+      it = impl_->pool.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Fetcher::stop() {
+  std::lock_guard lk(impl_->mu);
+  if (impl_->stopped) return;
+  impl_->stopped = true;
+  for (auto& [k, p] : impl_->pool) Impl::close_later(std::move(p));
+  impl_->pool.clear();
+  net::post(impl_->ex, [impl = impl_] { impl->sweep_timer.cancel(); });
+}
+
+}  // namespace el::service

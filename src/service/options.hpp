@@ -1,0 +1,42 @@
+// Options of the service layer (sessions and fetching), filled by app/ from configuration.
+#pragma once
+#include <chrono>
+#include <cstddef>
+#include <optional>
+
+#include "core/types.hpp"
+
+namespace el::service {
+
+using std::chrono::milliseconds;
+
+struct SessionOptions {
+  milliseconds connect_timeout{30000};
+  milliseconds command_timeout{30000};
+  milliseconds done_timeout{10000};
+  milliseconds idle_refresh{25 * 60 * 1000};     // IDLE is re-issued before this
+  milliseconds recheck_interval{5 * 60 * 1000};  // folders are re-checked for missed pushes
+  milliseconds poll_interval{60000};             // NOOP polling without IDLE
+  milliseconds backoff_initial{1000};            // reconnect
+  milliseconds backoff_max{5 * 60 * 1000};
+  milliseconds auth_retry{10 * 60 * 1000};
+  milliseconds start_spread{0};  // sessions start at a random delay up to this (no stampede)
+};
+
+struct FetchOptions {
+  std::size_t batch = 20;                       // messages per UID FETCH
+  std::size_t max_message_bytes = 64u << 20;    // larger literal: the connection is dropped
+  std::size_t max_attachment_bytes = 10u << 20;
+  milliseconds connect_timeout{30000};
+  milliseconds command_timeout{60000};
+  milliseconds pool_idle{30000};  // a download connection unused this long is logged out
+};
+
+struct ServiceOptions {
+  SessionOptions session;
+  FetchOptions fetch;
+  std::optional<core::WebhookTarget> default_webhook;
+  std::size_t fetch_concurrency = 64;  // tasks running at once in this process
+};
+
+}  // namespace el::service

@@ -1,0 +1,66 @@
+// The mailbox service: the MailboxApi use cases over the registry, plus the live sessions of
+// the mailboxes this node serves (all of them, in the embedded default).
+#pragma once
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "delivery/sink.hpp"
+#include "queue/task_queue.hpp"
+#include "service/api.hpp"
+#include "service/options.hpp"
+#include "service/session.hpp"
+#include "store/registry.hpp"
+
+namespace el::service {
+
+class Fetcher;
+
+class MailboxService final : public MailboxApi {
+ public:
+  // Everything passed by reference must outlive the service. fetcher may be null (no local
+  // downloads); it is told when a mailbox's settings change.
+  MailboxService(boost::asio::io_context& ioc, store::Registry& registry, queue::TaskQueue& queue,
+                 delivery::EventSink& sink, Fetcher* fetcher, ServiceOptions opts);
+  ~MailboxService() override;
+
+  // Starts a session for every mailbox in the registry, spread over opts.session.start_spread.
+  void start();
+  // Stops every session (DONE, LOGOUT). Asynchronous: sessions end on their strands.
+  void stop();
+
+  net::awaitable<Outcome> add_mailbox(core::MailboxConfig cfg) override;
+  net::awaitable<Outcome> get_mailbox(std::string id) override;
+  net::awaitable<Outcome> list_mailboxes(std::string cursor, std::size_t limit) override;
+  net::awaitable<Outcome> update_mailbox(core::MailboxConfig cfg, UpdateMask mask) override;
+  net::awaitable<Outcome> remove_mailbox(std::string id) override;
+  bool ready() const override;
+  std::string metrics_text() const override;
+
+  std::size_t session_count() const;
+  // After stop(): true once every stopped session has ended its coroutines (logged out).
+  bool sessions_ended() const;
+
+ private:
+  boost::json::object status_json(const store::MailboxRecord& r) const;
+  void start_session(const core::MailboxConfig& cfg, std::uint64_t epoch,
+                     std::chrono::milliseconds delay);
+  void stop_session(const std::string& id);
+  net::awaitable<bool> flush();  // registry.flush() off the I/O threads; false on failure
+
+  boost::asio::io_context& ioc_;
+  store::Registry& registry_;
+  queue::TaskQueue& queue_;
+  delivery::EventSink& sink_;
+  Fetcher* fetcher_;
+  ServiceOptions opts_;
+  boost::asio::thread_pool blocking_{1};
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<MailboxSession>, std::less<>> sessions_;
+  bool started_ = false;
+  std::vector<std::weak_ptr<MailboxSession>> stopping_;
+};
+
+}  // namespace el::service

@@ -1,0 +1,373 @@
+// MailboxSession: IDLE/poll loops per folder, baselines, fetch-task hand-off, reconnects.
+#include "service/session.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
+#include <random>
+
+#include "core/log.hpp"
+#include "core/metrics.hpp"
+#include "service/fetcher.hpp"
+#include "service/imap_connect.hpp"
+
+namespace el::service {
+
+namespace net = boost::asio;
+using core::SessionState;
+using queue::TaskResult;
+using std::chrono::milliseconds;
+
+struct MailboxSession::Folder {
+  explicit Folder(const net::any_io_executor& ex, std::string n)
+      : name(std::move(n)), sleep_timer(ex), retry_timer(ex) {}
+  std::string name;
+  SessionState state = SessionState::connecting;
+  std::string error;
+  std::optional<std::chrono::system_clock::time_point> connected_since;
+  imap::Client* client = nullptr;  // the live connection, while connected
+  bool idling = false;
+  bool reconnect = false;  // a task saw a new UIDVALIDITY: take a new baseline
+  std::uint32_t uidvalidity = 0;
+  std::uint32_t baseline = 0;  // checkpoint taken at connect, used if the registry has none
+  bool in_flight = false;      // a fetch task runs or waits to be retried
+  bool pending = false;        // new mail announced while a task was in flight
+  int task_failures = 0;
+  net::steady_timer sleep_timer;
+  net::steady_timer retry_timer;
+};
+
+namespace {
+double jitter() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.5, 1.0)(rng);
+}
+
+int severity(SessionState s) {
+  switch (s) {
+    case SessionState::auth_failed: return 5;
+    case SessionState::backoff: return 4;
+    case SessionState::connecting: return 3;
+    case SessionState::polling: return 2;
+    case SessionState::idle: return 1;
+    case SessionState::stopped: return 0;
+  }
+  return 0;
+}
+}  // namespace
+
+MailboxSession::MailboxSession(net::io_context& ioc, SessionDeps deps, core::MailboxConfig cfg,
+                               std::uint64_t epoch)
+    : strand_(net::make_strand(ioc)), deps_(deps), cfg_(std::move(cfg)), epoch_(epoch) {
+  for (const auto& name : cfg_.folders) folders_.push_back(std::make_shared<Folder>(strand_, name));
+}
+
+MailboxSession::~MailboxSession() = default;
+
+void MailboxSession::start(milliseconds delay) {
+  auto self = shared_from_this();
+  net::co_spawn(
+      strand_,
+      [self, delay]() -> net::awaitable<void> {
+        if (delay.count() > 0 && !self->folders_.empty()) co_await self->sleep(*self->folders_[0], delay);
+        if (self->stopped_) co_return;
+        for (auto& f : self->folders_) net::co_spawn(self->strand_, self->run_folder(f), net::detached);
+      },
+      net::detached);
+}
+
+void MailboxSession::stop() {
+  net::post(strand_, [self = shared_from_this()] {
+    if (self->stopped_) return;
+    self->stopped_ = true;
+    for (auto& f : self->folders_) {
+      if (f->client && f->idling) f->client->interrupt();
+      f->sleep_timer.cancel();
+      f->retry_timer.cancel();
+    }
+  });
+}
+
+SessionStatus MailboxSession::status() const {
+  std::lock_guard lk(status_mu_);
+  return status_;
+}
+
+milliseconds MailboxSession::backoff(int attempt) const {
+  const auto& o = deps_.opts.session;
+  double base = static_cast<double>(o.backoff_initial.count());
+  for (int i = 0; i < attempt && base < static_cast<double>(o.backoff_max.count()); ++i) base *= 2;
+  base = std::min(base, static_cast<double>(o.backoff_max.count()));
+  return milliseconds(static_cast<std::int64_t>(base * jitter()));
+}
+
+net::awaitable<void> MailboxSession::sleep(Folder& f, milliseconds d) {
+  f.sleep_timer.expires_after(d);
+  co_await f.sleep_timer.async_wait(net::as_tuple(net::use_awaitable));
+}
+
+void MailboxSession::emit(core::Event ev) {
+  auto target = webhook_for(cfg_, deps_.opts);
+  if (!target) return;
+  auto self = shared_from_this();
+  net::co_spawn(
+      strand_,
+      [self, ev = std::move(ev), target = std::move(*target)]() -> net::awaitable<void> {
+        co_await self->deps_.sink.deliver(ev, target);
+      },
+      net::detached);
+}
+
+void MailboxSession::set_state(Folder& f, SessionState s, std::string error) {
+  f.state = s;
+  if (!error.empty()) f.error = std::move(error);
+  if (s == SessionState::idle || s == SessionState::polling) {
+    f.error.clear();
+    if (!f.connected_since) f.connected_since = std::chrono::system_clock::now();
+  } else {
+    f.connected_since.reset();
+  }
+  update_aggregate();
+}
+
+void MailboxSession::update_aggregate() {
+  SessionStatus next;
+  next.state = SessionState::stopped;
+  for (const auto& f : folders_) {
+    if (severity(f->state) > severity(next.state)) next.state = f->state;
+    if (!f->error.empty()) next.last_error = f->name + ": " + f->error;
+    if (f->connected_since && (!next.connected_since || *f->connected_since < *next.connected_since))
+      next.connected_since = f->connected_since;
+  }
+  if (folders_.empty()) next.state = SessionState::stopped;
+  SessionState previous;
+  {
+    std::lock_guard lk(status_mu_);
+    previous = status_.state;
+    const bool changed = previous != next.state;
+    status_ = next;
+    if (!changed) return;
+  }
+  log::info("mailbox_state", {{"mailbox", cfg_.id},
+                              {"state", std::string(core::to_string(next.state))},
+                              {"previous", std::string(core::to_string(previous))},
+                              {"error", next.last_error}});
+  if (next.state == SessionState::stopped) return;  // the application asked for it
+  core::Event ev;
+  ev.id = core::random_event_id();
+  ev.type = "mailbox.state";
+  ev.mailbox_id = cfg_.id;
+  ev.created_at = core::format_rfc3339(std::chrono::system_clock::now());
+  ev.data = {{"state", core::to_string(next.state)},
+             {"previous", core::to_string(previous)},
+             {"email", cfg_.email}};
+  if (!next.last_error.empty()) ev.data["error"] = next.last_error;
+  emit(std::move(ev));
+}
+
+std::uint32_t MailboxSession::checkpoint_uid(const Folder& f) const {
+  if (auto rec = deps_.registry.get(cfg_.id)) {
+    if (auto* cp = rec->checkpoint(f.name); cp && cp->uidvalidity == f.uidvalidity)
+      return std::max(cp->last_uid, f.baseline);
+  }
+  return f.baseline;
+}
+
+net::awaitable<void> MailboxSession::take_baseline(Folder& f, imap::Client& c,
+                                                   std::uint32_t uidvalidity,
+                                                   std::uint32_t uidnext) {
+  auto rec = deps_.registry.get(cfg_.id);
+  const core::FolderCheckpoint* cp = rec ? rec->checkpoint(f.name) : nullptr;
+  f.uidvalidity = uidvalidity;
+  if (cp && cp->uidvalidity == uidvalidity) {
+    f.baseline = cp->last_uid;  // resume where delivery stopped
+    co_return;
+  }
+  std::uint32_t last = 0;
+  if (uidnext > 0) {
+    last = uidnext - 1;
+  } else {  // the server did not say: ask for the highest UID
+    auto all = co_await c.uid_search("UID 1:*");
+    if (!all.empty()) last = *std::max_element(all.begin(), all.end());
+  }
+  if (!cp && cfg_.since) {
+    // Backfill: everything received since the date (IMAP SEARCH has day granularity).
+    auto uids = co_await c.uid_search("SINCE " + imap::format_search_date(*cfg_.since));
+    if (!uids.empty()) last = *std::min_element(uids.begin(), uids.end()) - 1;
+  }
+  if (cp) {
+    // UIDVALIDITY changed: old UIDs mean nothing now. One reset event, then a new baseline;
+    // never a replay of the folder.
+    log::warn("mailbox_reset", {{"mailbox", cfg_.id},
+                                {"folder", f.name},
+                                {"previous_uidvalidity", std::to_string(cp->uidvalidity)},
+                                {"uidvalidity", std::to_string(uidvalidity)}});
+    core::Event ev;
+    ev.id = core::random_event_id();
+    ev.type = "mailbox.reset";
+    ev.mailbox_id = cfg_.id;
+    ev.created_at = core::format_rfc3339(std::chrono::system_clock::now());
+    ev.data = {{"folder", f.name},
+               {"previous_uidvalidity", cp->uidvalidity},
+               {"uidvalidity", uidvalidity},
+               {"last_uid", last}};
+    emit(std::move(ev));
+  }
+  f.baseline = last;
+  deps_.registry.save_checkpoint(cfg_.id, epoch_, {f.name, uidvalidity, last}, 0);
+}
+
+net::awaitable<void> MailboxSession::check_new(const std::shared_ptr<Folder>& f, imap::Client& c) {
+  const std::uint32_t last = checkpoint_uid(*f);
+  auto uids = co_await c.uid_search("UID " + std::to_string(last + 1) + ":*");
+  if (std::any_of(uids.begin(), uids.end(), [&](std::uint32_t u) { return u > last; }))
+    trigger_task(f);
+}
+
+void MailboxSession::trigger_task(const std::shared_ptr<Folder>& f) {
+  if (stopped_) return;
+  if (f->in_flight) {
+    f->pending = true;
+    return;
+  }
+  f->in_flight = true;
+  f->pending = false;
+  net::co_spawn(strand_, run_task(f), net::detached);
+}
+
+net::awaitable<void> MailboxSession::run_task(std::shared_ptr<Folder> f) {
+  auto self = shared_from_this();
+  queue::FetchTask task{cfg_.id, f->name, f->uidvalidity, checkpoint_uid(*f), epoch_};
+  TaskResult r;
+  try {
+    r = co_await deps_.queue.submit(task);
+  } catch (const std::exception& e) {
+    r.status = TaskResult::Status::retry_later;
+    r.error = e.what();
+  }
+  if (stopped_) {
+    f->in_flight = false;
+    co_return;
+  }
+  switch (r.status) {
+    case TaskResult::Status::done:
+      f->task_failures = 0;
+      f->in_flight = false;
+      if (f->pending) trigger_task(f);
+      break;
+    case TaskResult::Status::retry_later: {
+      // The backlog waits on the mail server, not in memory: retry from the checkpoint later.
+      ++f->task_failures;
+      const auto delay = backoff(f->task_failures);
+      log::warn("fetch_task_retry", {{"mailbox", cfg_.id},
+                                     {"folder", f->name},
+                                     {"error", r.error},
+                                     {"last_uid", std::to_string(r.last_uid)},
+                                     {"retry_in_ms", std::to_string(delay.count())}});
+      f->retry_timer.expires_after(delay);
+      co_await f->retry_timer.async_wait(net::as_tuple(net::use_awaitable));
+      f->in_flight = false;
+      if (!stopped_) trigger_task(f);
+      break;
+    }
+    case TaskResult::Status::reset:
+      f->in_flight = false;
+      f->reconnect = true;
+      if (f->client && f->idling) f->client->interrupt();
+      break;
+    case TaskResult::Status::stale:
+      f->in_flight = false;
+      break;
+  }
+}
+
+net::awaitable<void> MailboxSession::run_folder(std::shared_ptr<Folder> f) {
+  auto self = shared_from_this();
+  const auto& o = deps_.opts.session;
+  const ImapTimeouts timeouts{o.connect_timeout, o.command_timeout, o.done_timeout, 1u << 20};
+  int attempt = 0;
+  while (!stopped_) {
+    // A retry after a failure keeps reporting the failure until it succeeds: no event per try.
+    if (f->state != SessionState::backoff && f->state != SessionState::auth_failed)
+      set_state(*f, SessionState::connecting);
+    std::unique_ptr<imap::Client> client;
+    std::string error;
+    bool auth_refused = false;
+    try {
+      client = co_await open_imap(cfg_.imap, timeouts);
+      auto info = co_await client->select(f->name, /*read_only=*/true);
+      co_await take_baseline(*f, *client, info.uidvalidity, info.uidnext);
+      attempt = 0;
+      f->reconnect = false;
+      const bool has_idle = client->has_capability("IDLE");
+      f->client = client.get();
+      set_state(*f, has_idle ? SessionState::idle : SessionState::polling);
+      log::info("folder_watching", {{"mailbox", cfg_.id},
+                                    {"folder", f->name},
+                                    {"mode", has_idle ? "idle" : "polling"},
+                                    {"uidvalidity", std::to_string(info.uidvalidity)},
+                                    {"last_uid", std::to_string(f->baseline)}});
+      co_await check_new(f, *client);  // catch up on what arrived while we were away
+      auto last_check = std::chrono::steady_clock::now();
+      while (!stopped_ && !f->reconnect) {
+        if (has_idle) {
+          const auto dur = std::min(o.idle_refresh, o.recheck_interval);
+          f->idling = true;
+          auto r = co_await client->idle(dur);
+          f->idling = false;
+          if (stopped_ || f->reconnect) break;
+          if (r.new_mail)
+            trigger_task(f);
+          else
+            co_await check_new(f, *client);  // refresh: catch pushes the server missed
+        } else {
+          co_await sleep(*f, o.poll_interval);
+          if (stopped_) break;
+          const bool grew = co_await client->noop();
+          if (grew) {
+            trigger_task(f);
+          } else if (std::chrono::steady_clock::now() - last_check >= o.recheck_interval) {
+            co_await check_new(f, *client);
+            last_check = std::chrono::steady_clock::now();
+          }
+        }
+      }
+      f->client = nullptr;
+      co_await client->logout();
+      continue;  // stopped, or a new baseline is needed after a UIDVALIDITY change
+    } catch (const imap::Error& e) {
+      error = e.what();
+      auth_refused = e.kind() == imap::ErrorKind::auth;
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    f->client = nullptr;
+    f->idling = false;
+    client.reset();
+    if (stopped_) break;
+    if (auth_refused) {
+      // Never a reconnect loop against a server that refuses the password.
+      metrics::global().imap_auth_failures.fetch_add(1, std::memory_order_relaxed);
+      set_state(*f, SessionState::auth_failed, "authentication refused: " + error);
+      co_await sleep(*f, o.auth_retry);
+    } else {
+      metrics::global().imap_reconnects.fetch_add(1, std::memory_order_relaxed);
+      const auto delay = backoff(attempt++);
+      set_state(*f, SessionState::backoff, error);
+      log::warn("imap_disconnected", {{"mailbox", cfg_.id},
+                                      {"folder", f->name},
+                                      {"error", error},
+                                      {"retry_in_ms", std::to_string(delay.count())}});
+      co_await sleep(*f, delay);
+    }
+  }
+  f->client = nullptr;
+  set_state(*f, SessionState::stopped);
+}
+
+}  // namespace el::service

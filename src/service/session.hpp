@@ -1,0 +1,75 @@
+// MailboxSession: the live subscription of one mailbox. One IDLE connection per watched folder,
+// all coroutines on one strand. Detects new mail (IDLE, NOOP polling, periodic re-check),
+// hands fetch tasks to the queue one at a time per folder, reconnects with backoff and jitter,
+// backs off slowly after an authentication refusal, and reports state changes as events.
+#pragma once
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/types.hpp"
+#include "imap/client.hpp"
+#include "delivery/sink.hpp"
+#include "queue/task_queue.hpp"
+#include "service/options.hpp"
+#include "store/registry.hpp"
+
+namespace el::service {
+
+struct SessionStatus {
+  core::SessionState state = core::SessionState::connecting;
+  std::string last_error;
+  std::optional<std::chrono::system_clock::time_point> connected_since;
+};
+
+struct SessionDeps {
+  store::Registry& registry;
+  queue::TaskQueue& queue;
+  delivery::EventSink& sink;
+  const ServiceOptions& opts;
+};
+
+class MailboxSession : public std::enable_shared_from_this<MailboxSession> {
+ public:
+  MailboxSession(boost::asio::io_context& ioc, SessionDeps deps, core::MailboxConfig cfg,
+                 std::uint64_t epoch);
+  ~MailboxSession();
+  // Starts the folder coroutines after `delay`. Call once.
+  void start(std::chrono::milliseconds delay = {});
+  // Ends IDLE with DONE, logs out, stops retrying. Asynchronous and idempotent.
+  void stop();
+  SessionStatus status() const;  // thread-safe
+  const std::string& id() const { return cfg_.id; }
+
+ private:
+  struct Folder;
+  boost::asio::awaitable<void> run_folder(std::shared_ptr<Folder> f);
+  boost::asio::awaitable<void> take_baseline(Folder& f, imap::Client& c, std::uint32_t uidvalidity,
+                                            std::uint32_t uidnext);
+  boost::asio::awaitable<void> check_new(const std::shared_ptr<Folder>& f, imap::Client& c);
+  std::uint32_t checkpoint_uid(const Folder& f) const;
+  boost::asio::awaitable<void> sleep(Folder& f, std::chrono::milliseconds d);
+  void trigger_task(const std::shared_ptr<Folder>& f);
+  boost::asio::awaitable<void> run_task(std::shared_ptr<Folder> f);
+  void set_state(Folder& f, core::SessionState s, std::string error = {});
+  void update_aggregate();  // on the strand, after a folder changed
+  void emit(core::Event ev);
+  std::chrono::milliseconds backoff(int attempt) const;
+
+  boost::asio::any_io_executor strand_;
+  SessionDeps deps_;
+  const core::MailboxConfig cfg_;
+  const std::uint64_t epoch_;
+  std::vector<std::shared_ptr<Folder>> folders_;
+  bool stopped_ = false;  // on the strand
+
+  mutable std::mutex status_mu_;
+  SessionStatus status_;  // aggregate over folders
+};
+
+}  // namespace el::service
