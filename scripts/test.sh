@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# README command 2: install everything the tests need (build tools, Dovecot, ...), build, and
+# run the whole test suite: unit and integration tests on a normal build, then the unit tests
+# again under AddressSanitizer + UndefinedBehaviorSanitizer. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS="${JOBS:-$(nproc)}"
+scripts/install-deps.sh
+scripts/install-test-deps.sh
+
+echo "== build (RelWithDebInfo)"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+ninja -C build -j "$JOBS"
+
+echo "== build (ASan + UBSan)"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DEL_SANITIZE=ON -DEL_BUILD_BENCH=OFF >/dev/null
+ninja -C build-asan -j "$JOBS"
+
+echo "== tests under ASan + UBSan (unit)"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan -L unit --output-on-failure -j "$JOBS"
+
+echo "== tests (unit + integration against real servers)"
+ctest --test-dir build --output-on-failure -j "$JOBS"

@@ -1,0 +1,103 @@
+"""Scenario 1: new mail reaches the webhook in order, signed, with the right fields, and stays
+unseen on the server; `since` backfills older mail first."""
+
+import datetime
+import time
+import unittest
+import uuid
+
+from harness.base import IntegrationCase, log, wait_until
+
+
+class DeliveryTest(IntegrationCase):
+    def test_three_messages_in_order_signed_and_unseen(self):
+        tag = uuid.uuid4().hex[:8]
+        # Mail that is already there when the mailbox is registered without `since` is not sent.
+        self.inject('user1', f'old {tag}')
+        mid = self.register('user1')
+        subjects = [f'delivery {i} {tag}' for i in range(3)]
+        for s in subjects:
+            self.inject('user1', s, from_addr='Alice Sender <alice@example.test>',
+                        to_addr='User One <user1@localhost>', body=f'body of {s}\n')
+        msgs = self.hook.wait_messages(3, 30, mailbox_id=mid)
+        self.assertEqual([m.data.get('subject') for m in msgs], subjects)
+        self.assert_signed(msgs)
+        uids = [m.data.get('uid') for m in msgs]
+        self.assertTrue(all(isinstance(u, int) for u in uids), uids)
+        self.assertEqual(uids, sorted(set(uids)), f'uids not strictly ascending: {uids}')
+        for m, s in zip(msgs, subjects):
+            body, data = m.json, m.data
+            self.assertEqual(body.get('type'), 'message.new')
+            self.assertEqual(body.get('mailbox_id'), mid)
+            self.assertTrue(body.get('created_at'), body)
+            self.assertEqual(data.get('folder'), 'INBOX')
+            frm = data.get('from') or {}
+            self.assertEqual((frm.get('name'), frm.get('address')),
+                             ('Alice Sender', 'alice@example.test'), frm)
+            to = data.get('to') or []
+            self.assertIn('user1@localhost', [t.get('address') for t in to], to)
+            self.assertIn(f'body of {s}', data.get('text') or '', data)
+            self.assertNotIn('\\Seen', data.get('flags') or [], data.get('flags'))
+            self.assertTrue(data.get('internal_date'), data)
+            self.assertGreater(data.get('size') or 0, 0, data)
+            self.assertTrue(data.get('message_id'), data)
+            self.assertEqual(m.attempt, 1, f'attempt header on a first delivery: {m.headers}')
+        # Only the three new messages, not the old one.
+        time.sleep(1.0)
+        all_subjects = {m.data.get('subject') for m in self.hook.messages(mid)}
+        self.assertNotIn(f'old {tag}', all_subjects)
+        # BODY.PEEK: every message is still unseen on the server.
+        flags = self.dovecot.flags('user1')
+        for uid in uids:
+            self.assertIn(uid, flags, f'uid {uid} unknown to the server: {flags}')
+            self.assertNotIn('\\Seen', flags[uid], f'uid {uid} was marked seen: {flags}')
+        self.assertEqual(len(self.dovecot.unseen_uids('user1')), 4)
+        # The status reports the checkpoint and the count.
+        st = wait_until(lambda: (lambda s: s if (s.get('folders') or [{}])[0].get('last_uid') == uids[-1]
+                                 else None)(self.service.get_mailbox(mid)), 10,
+                        what=f'last_uid == {uids[-1]}')
+        self.assertEqual(st['folders'][0]['name'], 'INBOX')
+        self.assertEqual(st['folders'][0]['uidvalidity'], self.dovecot.uidvalidity('user1'))
+        self.assertGreaterEqual(st.get('delivered', 0), 3, st)
+        self.assertEqual(st.get('state'), 'idle', st)
+        log(f'status after delivery: {st}')
+
+    def test_since_backfills_older_mail_first(self):
+        tag = uuid.uuid4().hex[:8]
+        before = [f'backfill {i} {tag}' for i in range(2)]
+        for s in before:
+            self.inject('user2', s)
+        since = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1))
+        mid = self.register('user2', since=since.strftime('%Y-%m-%dT%H:%M:%SZ'))
+        self.inject('user2', f'live {tag}')
+        msgs = self.hook.wait_messages(3, 30, mailbox_id=mid)
+        self.assertEqual([m.data.get('subject') for m in msgs], before + [f'live {tag}'])
+        uids = [m.data.get('uid') for m in msgs]
+        self.assertEqual(uids, sorted(set(uids)), uids)
+        self.assert_signed(msgs)
+        self.assertEqual(len(self.dovecot.unseen_uids('user2')), 3)
+
+
+class HibernatedDeliveryTest(IntegrationCase):
+    """Dovecot moves idle sessions into imap-hibernate after imap_hibernate_timeout; pushes from a
+    hibernated session (and the ones the server misses around that moment, REFERENCE §3) must
+    still end up delivered, the latter by the periodic re-check (--recheck-interval 5s)."""
+    dovecot_options = {'hibernate_timeout': '2s'}
+
+    def test_delivery_from_hibernated_session(self):
+        mid = self.register('user1')
+        time.sleep(3.0)  # past imap_hibernate_timeout: the session is hibernated now
+        log(f'imap-hibernate holds the session: {self.dovecot.hibernated()} '
+            f'({self.dovecot.processes()})')
+        tag = uuid.uuid4().hex[:8]
+        subjects = [f'hibernated {i} {tag}' for i in range(3)]
+        for s in subjects:
+            self.inject('user1', s)
+            time.sleep(1.0)
+        msgs = self.hook.wait_messages(3, 20, mailbox_id=mid)
+        self.assertEqual([m.data.get('subject') for m in msgs], subjects)
+        self.assert_signed(msgs)
+
+
+if __name__ == '__main__':
+    unittest.main()
