@@ -60,6 +60,17 @@ class DovecotHarnessTest(unittest.TestCase):
         self.assertEqual(self.d.uidvalidity('user1'), uidvalidity)
         self.assertEqual(self.d.unseen_uids('user1'), [1, 2, 3])
 
+    def test_no_auth_penalty(self):
+        # What test_auth_failure relies on: without the per-IP penalty a client's failed logins
+        # are not slowed down by the server, so a retry loop would show up in the count.
+        with Dovecot(users=1, auth_penalty=False, auth_failure_delay=0) as d:
+            t0 = time.monotonic()
+            for _ in range(4):
+                with self.assertRaises(imaplib.IMAP4.error):
+                    d.imap('user1', security='none', host='127.0.0.1', password='wrong')
+            self.assertLess(time.monotonic() - t0, 4.0)
+            self.assertEqual(len(d.failed_login_times('user1')), 4)
+
     def test_add_user(self):
         self.d.add_user('extra', 'extra-pw')
         self.d.inject('extra', make_message('for extra', to_addr='extra@localhost'))

@@ -7,9 +7,11 @@ import time
 import unittest
 import uuid
 
-from harness.dovecot import Dovecot, make_message, wait_until  # noqa: F401  (re-exported)
+from harness.dovecot import Dovecot, make_message, wait_until
 from harness.service import Service, mailbox_payload, require_binary
 from harness.webhook import WebhookReceiver
+
+__all__ = ['IntegrationCase', 'Dovecot', 'log', 'make_message', 'wait_until']
 
 
 def log(msg):

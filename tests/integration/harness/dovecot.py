@@ -24,6 +24,8 @@ import tempfile
 import time
 import uuid
 
+from harness.ports import free_port
+
 DOVECOT_BIN = '/usr/sbin/dovecot'
 DOVEADM_BIN = '/usr/bin/doveadm'
 OPENSSL_BIN = shutil.which('openssl') or '/usr/bin/openssl'
@@ -37,11 +39,6 @@ class HarnessError(RuntimeError):
     pass
 
 
-def free_port():
-    """A port that was free a moment ago on 127.0.0.1 (the kernel's pick, so parallel tests differ)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate, timeout, interval=0.05, what='condition'):
@@ -352,7 +349,11 @@ class Dovecot:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self):
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.cleanup()
+            raise
 
     def __exit__(self, *exc):
         self.cleanup()

@@ -7,17 +7,19 @@ starting with EL_ are removed from the child's environment, because the service 
 EL_ variables.
 """
 
+import http.client
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import unittest
 import urllib.error
 import urllib.request
+
+from harness.ports import free_port
 
 HOST = '127.0.0.1'
 SOURCE_DIR = os.environ.get('EMAIL_LISTENER_SOURCE_DIR') or os.path.abspath(
@@ -42,12 +44,6 @@ def require_binary():
     if not os.access(path, os.X_OK):
         raise unittest.SkipTest(f'{path} not built (cmake --build build), or set EMAIL_LISTENER_BIN')
     return path
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 class ApiError(AssertionError):
@@ -128,13 +124,13 @@ class Service:
                 try:
                     if self.request('GET', '/healthz', token=None, timeout=2).status == 200:
                         return self
-                except OSError:
-                    pass
+                except (OSError, http.client.HTTPException):
+                    pass  # not listening yet, or another process owns the port (then it exits)
                 time.sleep(0.05)
             rc = self.proc.poll()
             tail = self.log_since(offset)
             self._kill()
-            if rc is not None and 'in use' in tail.lower() and attempt < 3:
+            if rc is not None and fresh_port and 'in use' in tail.lower() and attempt < 3:
                 time.sleep(0.3)
                 continue
             raise RuntimeError(f'email-listener did not become healthy within {timeout}s '
@@ -188,7 +184,11 @@ class Service:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self):
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.cleanup()
+            raise
 
     def __exit__(self, *exc):
         self.cleanup()

@@ -15,6 +15,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from harness.ports import free_port
+
 HOST = '127.0.0.1'
 SIGNATURE_HEADER = 'x-email-listener-signature'
 EVENT_ID_HEADER = 'x-email-listener-event-id'
@@ -144,15 +146,16 @@ class WebhookReceiver:
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self, timeout=10):
+        fresh = self.port == 0
         deadline = time.monotonic() + timeout
         while True:
             try:
-                self._server = _Server((HOST, self.port), _Handler)
+                self._server = _Server((HOST, free_port() if fresh else self.port), _Handler)
                 break
             except OSError:
-                if self.port == 0 or time.monotonic() > deadline:
+                if time.monotonic() > deadline:
                     raise
-                time.sleep(0.1)  # restarting on the same port
+                time.sleep(0.02 if fresh else 0.1)  # fresh: another port; else: same port again
         self._server.receiver = self
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
