@@ -125,7 +125,7 @@ service imap-login {{
     try:
         dovecot.start()
         hook.start()
-        service = Service(hook.url, 'bench-secret', fast=False, log_level='warn')
+        service = Service(hook.url, 'bench-secret', fast=False, log_level=os.environ.get('EL_BENCH_LOG', 'warn'))
         service.start()
         users = [f'user{i}' for i in range(1, n + 1)]
         t0 = time.monotonic()

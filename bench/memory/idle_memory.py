@@ -58,7 +58,7 @@ service imap-hibernate {{
     try:
         dovecot.start(timeout=60)
         hook.start()
-        service = Service(hook.url, 'bench-secret', fast=False, log_level='warn')
+        service = Service(hook.url, 'bench-secret', fast=False, log_level=os.environ.get('EL_BENCH_LOG', 'warn'))
         service.start()
         time.sleep(1.0)
         pid = service.proc.pid

@@ -160,6 +160,11 @@ struct Fetcher::Impl : std::enable_shared_from_this<Impl> {
         auto info = co_await p.client->select(task.folder, /*read_only=*/true);
         p.uidvalidity = info.uidvalidity;
         conn = std::move(p);
+      } else {
+        // A pooled connection's view of the folder is as old as its last command: Dovecot
+        // (and others) apply new mail to the view only when a command ends. NOOP first, so the
+        // search below sees what the session was just told about.
+        co_await conn->client->noop();
       }
       if (conn->uidvalidity != task.uidvalidity) {
         result.status = TaskResult::Status::reset;

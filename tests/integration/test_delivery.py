@@ -99,5 +99,20 @@ class HibernatedDeliveryTest(IntegrationCase):
         self.assert_signed(msgs)
 
 
+class EachMessageAnnouncedTest(IntegrationCase):
+    """Every message must come from its own announcement, not from the periodic re-check: with
+    the re-check pushed out to 10 minutes, mail injected one at a time (so the download
+    connection is reused from the pool each time) must each arrive within seconds."""
+    service_options = {'extra_args': ['--recheck-interval', '10m']}
+
+    def test_one_at_a_time_on_a_reused_download_connection(self):
+        tag = uuid.uuid4().hex[:8]
+        mid = self.register('user1')
+        for i in range(4):
+            self.inject('user1', f'single {i} {tag}')
+            msgs = self.hook.wait_messages(i + 1, 5, mailbox_id=mid)
+            self.assertEqual(msgs[-1].data.get('subject'), f'single {i} {tag}')
+
+
 if __name__ == '__main__':
     unittest.main()
