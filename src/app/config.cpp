@@ -182,6 +182,11 @@ const std::vector<Option>& options() {
        [](Config& c, const std::string& v) { c.service.fetch.max_attachment_bytes = parse_size(v); }},
       {"max-message-bytes", Kind::value, "largest message downloaded (64M)",
        [](Config& c, const std::string& v) { c.service.fetch.max_message_bytes = parse_size(v); }},
+      {"separate-fetch-connection", Kind::flag,
+       "download on a second connection per folder, keeping the first in IDLE",
+       [](Config& c, const std::string& v) {
+         c.service.session.fetch_on_idle_connection = !parse_bool(v);
+       }},
       {"fetch-batch", Kind::value, "messages per UID FETCH (20)",
        [](Config& c, const std::string& v) {
          c.service.fetch.batch = static_cast<std::size_t>(parse_int(v, 1, 1000));

@@ -6,6 +6,10 @@
 #include <functional>
 #include <string>
 
+namespace el::imap {
+class Client;
+}
+
 namespace el::queue {
 
 namespace net = boost::asio;
@@ -19,6 +23,10 @@ struct FetchTask {
   std::uint32_t uidvalidity = 0;
   std::uint32_t after_uid = 0;
   std::uint64_t epoch = 0;  // the mailbox epoch the task was issued under (fencing)
+  // In-process only: the session's own logged-in connection, with the folder selected, lent
+  // for this task and usable only on the submitting strand. The fetcher downloads on it instead
+  // of opening another connection. Adapters that cross processes drop it.
+  imap::Client* borrowed_connection = nullptr;
 };
 
 struct TaskResult {
@@ -32,6 +40,7 @@ struct TaskResult {
   std::uint32_t last_uid = 0;  // the checkpoint after the task
   std::uint32_t delivered = 0;
   std::string error;
+  bool connection_failed = false;  // the borrowed connection failed: the session reconnects
 };
 
 using TaskHandler = std::function<net::awaitable<TaskResult>(const FetchTask&)>;

@@ -146,6 +146,18 @@ struct Fetcher::Impl : std::enable_shared_from_this<Impl> {
       last = std::max(last, cp->last_uid);
     result.last_uid = last;
 
+    if (task.borrowed_connection) {
+      // The session's own connection: its view is fresh (it just left IDLE or selected).
+      try {
+        co_await download(*task.borrowed_connection, task, *target, result);
+      } catch (const imap::Error& e) {
+        result.status = TaskResult::Status::retry_later;
+        result.connection_failed = true;
+        result.error = std::string("fetch: ") + e.what();
+      }
+      co_return result;
+    }
+
     const auto strand = co_await net::this_coro::executor;
     const std::string key = pool_key(task.mailbox_id, task.folder);
     std::optional<Pooled> conn = take(key, strand, task.epoch);
@@ -171,71 +183,8 @@ struct Fetcher::Impl : std::enable_shared_from_this<Impl> {
         result.error = "uidvalidity changed";
         co_return result;  // the connection is dropped with `conn`
       }
-      auto uids = co_await conn->client->uid_search("UID " + std::to_string(last + 1) + ":*");
-      // "n:*" matches the highest UID even when it is below n.
-      std::erase_if(uids, [&](std::uint32_t u) { return u <= last; });
-      std::sort(uids.begin(), uids.end());
-      uids.erase(std::unique(uids.begin(), uids.end()), uids.end());
-
-      mime::ParseOptions popts;
-      popts.max_attachment_bytes = opts.fetch.max_attachment_bytes;
-      const std::size_t batch = std::max<std::size_t>(1, opts.fetch.batch);
-      auto& m = metrics::global();
-      for (std::size_t i = 0; i < uids.size(); i += batch) {
-        const std::size_t end = std::min(uids.size(), i + batch);
-        auto msgs = co_await conn->client->uid_fetch(join_uids(uids, i, end));
-        std::sort(msgs.begin(), msgs.end(),
-                  [](const auto& a, const auto& b) { return a.uid < b.uid; });
-        for (auto& msg : msgs) {
-          if (msg.uid <= last) continue;
-          m.fetch_bytes.fetch_add(msg.body.size(), std::memory_order_relaxed);
-          m.messages_fetched.fetch_add(1, std::memory_order_relaxed);
-          mime::MessageMeta meta;
-          meta.uid = msg.uid;
-          meta.folder = task.folder;
-          meta.flags = msg.flags;
-          if (auto t = imap::parse_internal_date(msg.internal_date))
-            meta.internal_date = core::format_rfc3339(*t);
-          // Parsing is CPU work: keep it off the I/O threads.
-          auto data = co_await net::co_spawn(
-              cpu,
-              [&]() -> net::awaitable<boost::json::object> {
-                co_return mime::to_json(msg.body, meta, popts);
-              },
-              net::use_awaitable);
-          msg.body.clear();
-          msg.body.shrink_to_fit();
-          if (data.contains("parse_errors")) m.parse_errors.fetch_add(1, std::memory_order_relaxed);
-          core::Event ev;
-          ev.id = core::message_event_id(task.mailbox_id, task.folder, task.uidvalidity, msg.uid);
-          ev.type = "message.new";
-          ev.mailbox_id = task.mailbox_id;
-          ev.created_at = core::format_rfc3339(std::chrono::system_clock::now());
-          ev.data = std::move(data);
-          ev.data["uidvalidity"] = task.uidvalidity;
-          const bool accepted = co_await sink.deliver(ev, *target);  // not in the `if`: GCC 12
-          if (!accepted) {
-            result.status = TaskResult::Status::retry_later;
-            result.error = "event not accepted by the sink";
-            put(key, std::move(*conn));
-            co_return result;
-          }
-          if (!registry.save_checkpoint(task.mailbox_id, task.epoch,
-                                        {task.folder, task.uidvalidity, msg.uid}, 1)) {
-            result.status = TaskResult::Status::stale;
-            co_return result;
-          }
-          last = msg.uid;
-          result.last_uid = last;
-          ++result.delivered;
-          log::debug("message_delivered", {{"mailbox", task.mailbox_id},
-                                           {"folder", task.folder},
-                                           {"uid", std::to_string(msg.uid)},
-                                           {"event_id", ev.id}});
-        }
-      }
-      put(key, std::move(*conn));
-      result.status = TaskResult::Status::done;
+      co_await download(*conn->client, task, *target, result);
+      if (result.status != TaskResult::Status::stale) put(key, std::move(*conn));
     } catch (const imap::Error& e) {
       result.status = TaskResult::Status::retry_later;
       result.error = std::string("fetch: ") + e.what();
@@ -245,6 +194,76 @@ struct Fetcher::Impl : std::enable_shared_from_this<Impl> {
                                  {"error", e.what()}});
     }
     co_return result;
+  }
+
+  // Downloads, parses, delivers and checkpoints every message above result.last_uid, in UID
+  // order, in batches. Sets result.status; throws imap::Error when the connection fails.
+  net::awaitable<void> download(imap::Client& client, const queue::FetchTask& task,
+                                const core::WebhookTarget& target, TaskResult& result) {
+    std::uint32_t last = result.last_uid;
+    auto uids = co_await client.uid_search("UID " + std::to_string(last + 1) + ":*");
+    // "n:*" matches the highest UID even when it is below n.
+    std::erase_if(uids, [&](std::uint32_t u) { return u <= last; });
+    std::sort(uids.begin(), uids.end());
+    uids.erase(std::unique(uids.begin(), uids.end()), uids.end());
+
+    mime::ParseOptions popts;
+    popts.max_attachment_bytes = opts.fetch.max_attachment_bytes;
+    const std::size_t batch = std::max<std::size_t>(1, opts.fetch.batch);
+    auto& m = metrics::global();
+    for (std::size_t i = 0; i < uids.size(); i += batch) {
+      const std::size_t end = std::min(uids.size(), i + batch);
+      auto msgs = co_await client.uid_fetch(join_uids(uids, i, end));
+      std::sort(msgs.begin(), msgs.end(),
+                [](const auto& a, const auto& b) { return a.uid < b.uid; });
+      for (auto& msg : msgs) {
+        if (msg.uid <= last) continue;
+        m.fetch_bytes.fetch_add(msg.body.size(), std::memory_order_relaxed);
+        m.messages_fetched.fetch_add(1, std::memory_order_relaxed);
+        mime::MessageMeta meta;
+        meta.uid = msg.uid;
+        meta.folder = task.folder;
+        meta.flags = msg.flags;
+        if (auto t = imap::parse_internal_date(msg.internal_date))
+          meta.internal_date = core::format_rfc3339(*t);
+        // Parsing is CPU work: keep it off the I/O threads.
+        auto data = co_await net::co_spawn(
+            cpu,
+            [&]() -> net::awaitable<boost::json::object> {
+              co_return mime::to_json(msg.body, meta, popts);
+            },
+            net::use_awaitable);
+        msg.body.clear();
+        msg.body.shrink_to_fit();
+        if (data.contains("parse_errors")) m.parse_errors.fetch_add(1, std::memory_order_relaxed);
+        core::Event ev;
+        ev.id = core::message_event_id(task.mailbox_id, task.folder, task.uidvalidity, msg.uid);
+        ev.type = "message.new";
+        ev.mailbox_id = task.mailbox_id;
+        ev.created_at = core::format_rfc3339(std::chrono::system_clock::now());
+        ev.data = std::move(data);
+        ev.data["uidvalidity"] = task.uidvalidity;
+        const bool accepted = co_await sink.deliver(ev, target);  // not in the `if`: GCC 12
+        if (!accepted) {
+          result.status = TaskResult::Status::retry_later;
+          result.error = "event not accepted by the sink";
+          co_return;
+        }
+        if (!registry.save_checkpoint(task.mailbox_id, task.epoch,
+                                      {task.folder, task.uidvalidity, msg.uid}, 1)) {
+          result.status = TaskResult::Status::stale;
+          co_return;
+        }
+        last = msg.uid;
+        result.last_uid = last;
+        ++result.delivered;
+        log::debug("message_delivered", {{"mailbox", task.mailbox_id},
+                                         {"folder", task.folder},
+                                         {"uid", std::to_string(msg.uid)},
+                                         {"event_id", ev.id}});
+      }
+    }
+    result.status = TaskResult::Status::done;
   }
 };
 

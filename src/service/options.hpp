@@ -21,6 +21,10 @@ struct SessionOptions {
   milliseconds backoff_max{5 * 60 * 1000};
   milliseconds auth_retry{10 * 60 * 1000};
   milliseconds start_spread{0};  // sessions start at a random delay up to this (no stampede)
+  // Download on the folder's own IDLE connection (leave IDLE, fetch, IDLE again): one
+  // connection per folder and the lowest latency. false: a second, pooled connection downloads
+  // while the first stays in IDLE.
+  bool fetch_on_idle_connection = true;
 };
 
 struct FetchOptions {

@@ -35,8 +35,10 @@ struct MailboxSession::Folder {
   bool reconnect = false;  // a task saw a new UIDVALIDITY: take a new baseline
   std::uint32_t uidvalidity = 0;
   std::uint32_t baseline = 0;  // checkpoint taken at connect, used if the registry has none
-  bool in_flight = false;      // a fetch task runs or waits to be retried
-  bool pending = false;        // new mail announced while a task was in flight
+  bool in_flight = false;      // separate connection: a fetch task runs or waits to be retried
+  bool pending = false;        // separate connection: new mail announced while a task ran
+  bool want_fetch = false;     // same connection: there is mail above the checkpoint
+  std::chrono::steady_clock::time_point retry_at{};  // same connection: not before this
   int task_failures = 0;
   net::steady_timer sleep_timer;
   net::steady_timer retry_timer;
@@ -226,7 +228,45 @@ net::awaitable<void> MailboxSession::check_new(const std::shared_ptr<Folder>& f,
   const std::uint32_t last = checkpoint_uid(*f);
   auto uids = co_await c.uid_search("UID " + std::to_string(last + 1) + ":*");
   if (std::any_of(uids.begin(), uids.end(), [&](std::uint32_t u) { return u > last; }))
+    request_fetch(f);
+}
+
+void MailboxSession::request_fetch(const std::shared_ptr<Folder>& f) {
+  if (deps_.opts.session.fetch_on_idle_connection)
+    f->want_fetch = true;  // the folder loop downloads once out of IDLE (after any backoff)
+  else
     trigger_task(f);
+}
+
+net::awaitable<void> MailboxSession::fetch_inline(Folder& f, imap::Client& c) {
+  queue::FetchTask task{cfg_.id, f.name, f.uidvalidity, checkpoint_uid(f), epoch_, &c};
+  const TaskResult r = co_await deps_.queue.submit(task);
+  switch (r.status) {
+    case TaskResult::Status::done:
+      f.want_fetch = false;
+      f.task_failures = 0;
+      break;
+    case TaskResult::Status::retry_later: {
+      if (r.connection_failed) throw imap::Error(imap::ErrorKind::io, r.error);
+      // The sink refused: the backlog waits on the mail server, not in memory.
+      ++f.task_failures;
+      const auto delay = backoff(f.task_failures);
+      f.retry_at = std::chrono::steady_clock::now() + delay;
+      log::warn("fetch_task_retry", {{"mailbox", cfg_.id},
+                                     {"folder", f.name},
+                                     {"error", r.error},
+                                     {"last_uid", std::to_string(r.last_uid)},
+                                     {"retry_in_ms", std::to_string(delay.count())}});
+      break;
+    }
+    case TaskResult::Status::reset:
+      f.want_fetch = false;
+      f.reconnect = true;
+      break;
+    case TaskResult::Status::stale:
+      f.want_fetch = false;
+      break;
+  }
 }
 
 void MailboxSession::trigger_task(const std::shared_ptr<Folder>& f) {
@@ -313,28 +353,37 @@ net::awaitable<void> MailboxSession::run_folder(std::shared_ptr<Folder> f) {
                                     {"uidvalidity", std::to_string(info.uidvalidity)},
                                     {"last_uid", std::to_string(f->baseline)}});
       co_await check_new(f, *client);  // catch up on what arrived while we were away
+      const bool inline_fetch = o.fetch_on_idle_connection;
+      const auto recheck_every = std::min(o.idle_refresh, o.recheck_interval);
       auto last_check = std::chrono::steady_clock::now();
       while (!stopped_ && !f->reconnect) {
+        auto now = std::chrono::steady_clock::now();
+        if (inline_fetch && f->want_fetch && now >= f->retry_at) {
+          co_await fetch_inline(*f, *client);
+          continue;
+        }
+        // Wait for news: until the re-check is due, or a download retry is.
+        auto wait = std::chrono::duration_cast<milliseconds>(recheck_every - (now - last_check));
+        if (inline_fetch && f->want_fetch)
+          wait = std::min(wait, std::chrono::duration_cast<milliseconds>(f->retry_at - now));
+        wait = std::max(wait, milliseconds(1));
+        bool news = false;
         if (has_idle) {
-          const auto dur = std::min(o.idle_refresh, o.recheck_interval);
           f->idling = true;
-          auto r = co_await client->idle(dur);
+          auto r = co_await client->idle(wait);
           f->idling = false;
           if (stopped_ || f->reconnect) break;
-          if (r.new_mail)
-            trigger_task(f);
-          else
-            co_await check_new(f, *client);  // refresh: catch pushes the server missed
+          news = r.new_mail;
         } else {
-          co_await sleep(*f, o.poll_interval);
+          co_await sleep(*f, std::min(wait, o.poll_interval));
           if (stopped_) break;
-          const bool grew = co_await client->noop();
-          if (grew) {
-            trigger_task(f);
-          } else if (std::chrono::steady_clock::now() - last_check >= o.recheck_interval) {
-            co_await check_new(f, *client);
-            last_check = std::chrono::steady_clock::now();
-          }
+          news = co_await client->noop();
+        }
+        if (news) {
+          request_fetch(f);
+        } else if (std::chrono::steady_clock::now() - last_check >= recheck_every) {
+          co_await check_new(f, *client);  // catch pushes the server missed
+          last_check = std::chrono::steady_clock::now();
         }
       }
       f->client = nullptr;

@@ -54,6 +54,8 @@ class MailboxSession : public std::enable_shared_from_this<MailboxSession> {
   boost::asio::awaitable<void> check_new(const std::shared_ptr<Folder>& f, imap::Client& c);
   std::uint32_t checkpoint_uid(const Folder& f) const;
   boost::asio::awaitable<void> sleep(Folder& f, std::chrono::milliseconds d);
+  void request_fetch(const std::shared_ptr<Folder>& f);
+  boost::asio::awaitable<void> fetch_inline(Folder& f, imap::Client& c);
   void trigger_task(const std::shared_ptr<Folder>& f);
   boost::asio::awaitable<void> run_task(std::shared_ptr<Folder> f);
   void set_state(Folder& f, core::SessionState s, std::string error = {});

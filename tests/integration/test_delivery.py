@@ -114,5 +114,11 @@ class EachMessageAnnouncedTest(IntegrationCase):
             self.assertEqual(msgs[-1].data.get('subject'), f'single {i} {tag}')
 
 
+class EachMessageAnnouncedSeparateConnectionTest(EachMessageAnnouncedTest):
+    """The same with downloads on a second, pooled connection, whose view of the folder lags
+    until it sends a command (a message was lost this way once)."""
+    service_options = {'extra_args': ['--recheck-interval', '10m', '--separate-fetch-connection']}
+
+
 if __name__ == '__main__':
     unittest.main()
