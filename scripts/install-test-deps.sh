@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs what the integration tests and scripts/demo need on Debian, idempotently (run as root):
+# Installs what the tests and scripts/demo need on Debian, idempotently (run as root):
+# GoogleTest and Google Benchmark (unit tests, benchmarks),
 # Dovecot 2.3 (IMAP + LMTP, run privately by the tests, never as the system service), openssl
 # (the test CA), Debian's python3 (standard library only), curl (the demo), and the vmail user
 # that owns the test maildirs (Dovecot will not run mail processes as root).
 set -euo pipefail
 
-packages=(dovecot-imapd dovecot-lmtpd openssl python3 curl ca-certificates passwd procps)
+packages=(dovecot-imapd dovecot-lmtpd openssl python3 curl ca-certificates passwd procps
+          libgtest-dev libgmock-dev libbenchmark-dev)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "install-test-deps.sh: run as root (apt-get, useradd)" >&2
