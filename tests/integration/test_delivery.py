@@ -77,6 +77,24 @@ class DeliveryTest(IntegrationCase):
         self.assert_signed(msgs)
         self.assertEqual(len(self.dovecot.unseen_uids('user2')), 3)
 
+    def test_per_mailbox_webhook_overrides_the_global_one(self):
+        tag = uuid.uuid4().hex[:8]
+        own_secret = 'own-' + tag
+        url = self.hook.url_for(f'/mailbox-hook-{tag}', own_secret)
+        mid = self.register('user3', webhook={'url': url, 'secret': own_secret})
+        self.inject('user3', f'own hook {tag}')
+        msgs = self.hook.wait_messages(1, 30, mailbox_id=mid)
+        self.assertEqual(msgs[0].path, f'/mailbox-hook-{tag}')
+        self.assertEqual(msgs[0].data.get('subject'), f'own hook {tag}')
+        self.assert_signed(msgs)  # verified with the mailbox's own secret
+        self.assertFalse([d for d in self.hook.deliveries()
+                          if d.json and d.json.get('mailbox_id') == mid and d.path == '/hook'],
+                         'an event of this mailbox went to the global webhook')
+        # The status shows the webhook URL, never its secret.
+        st = self.service.get_mailbox(mid)
+        self.assertEqual(st.get('webhook'), {'url': url})
+        self.assertNotIn(own_secret, self.service.request('GET', f'/v1/mailboxes/{mid}').text)
+
 
 class HibernatedDeliveryTest(IntegrationCase):
     """Dovecot moves idle sessions into imap-hibernate after imap_hibernate_timeout; pushes from a
