@@ -176,7 +176,7 @@ const std::vector<Option>& options() {
        [](Config& c, const std::string& v) { c.service.session.backoff_max = parse_duration(v); }},
       {"auth-retry", Kind::value, "retry interval after a refused login (10m)",
        [](Config& c, const std::string& v) { c.service.session.auth_retry = parse_duration(v); }},
-      {"start-spread", Kind::value, "spread session starts over this at start-up (0)",
+      {"start-spread", Kind::value, "spread session starts over this at start-up (0: 5 ms per mailbox, max 60s)",
        [](Config& c, const std::string& v) { c.service.session.start_spread = parse_duration(v); }},
       {"max-attachment-bytes", Kind::value, "attachment content per message (10M)",
        [](Config& c, const std::string& v) { c.service.fetch.max_attachment_bytes = parse_size(v); }},

@@ -20,7 +20,9 @@ struct SessionOptions {
   milliseconds backoff_initial{1000};            // reconnect
   milliseconds backoff_max{5 * 60 * 1000};
   milliseconds auth_retry{10 * 60 * 1000};
-  milliseconds start_spread{0};  // sessions start at a random delay up to this (no stampede)
+  // At start-up, sessions start at a random delay up to this (no stampede); 0: automatic,
+  // 5 ms per mailbox, at most 60 s.
+  milliseconds start_spread{0};
   // Download on the folder's own IDLE connection (leave IDLE, fetch, IDLE again): one
   // connection per folder and the lowest latency. false: a second, pooled connection downloads
   // while the first stays in IDLE.

@@ -34,7 +34,10 @@ void MailboxService::start() {
     for (auto& r : page) all.push_back(std::move(r));
   }
   std::mt19937_64 rng{std::random_device{}()};
-  const auto spread = opts_.session.start_spread.count();
+  // Spread the logins over time so a restart with thousands of mailboxes does not stampede the
+  // mail servers: the configured window, or by default 5 ms per mailbox, at most a minute.
+  auto spread = opts_.session.start_spread.count();
+  if (spread <= 0) spread = std::min<std::int64_t>(60000, static_cast<std::int64_t>(all.size()) * 5);
   for (const auto& r : all) {
     const auto delay = spread > 0 ? std::uniform_int_distribution<std::int64_t>(0, spread)(rng) : 0;
     start_session(r.config, r.epoch, std::chrono::milliseconds(delay));
