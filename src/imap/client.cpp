@@ -461,15 +461,17 @@ net::awaitable<std::vector<std::uint32_t>> Client::uid_search(std::string_view c
   co_return uids;
 }
 
-net::awaitable<std::vector<FetchedMessage>> Client::uid_fetch(std::string_view uid_set) {
+net::awaitable<std::vector<FetchedMessage>> Client::uid_fetch(std::string_view uid_set,
+                                                               FetchBody what) {
   Impl& m = *impl_;
   std::vector<FetchedMessage> out;
-  auto on_untagged = [&out](const Response& r) {
+  const std::string_view body_item = what == FetchBody::full ? "BODY[]" : "BODY[HEADER]";
+  auto on_untagged = [&out, what, body_item](const Response& r) {
     if (!r.has_number() || !r.name_is("FETCH") || r.data().size() != 1) return;
     Value items = r.data()[0];
     if (!items.is_list()) return;
     FetchedMessage msg;
-    bool has_uid = false, has_body = false;
+    bool has_uid = false, has_body = false, has_size = false;
     for (auto it = items.begin(); it != items.end(); ++it) {
       Value name = *it;
       if (++it == items.end()) break;
@@ -484,19 +486,20 @@ net::awaitable<std::vector<FetchedMessage>> Client::uid_fetch(std::string_view u
         msg.internal_date = std::string(val.text());
       } else if (iequals(n, "RFC822.SIZE") && val.is_number()) {
         msg.size = val.number();
-      } else if (iequals(n, "BODY[]")) {
+        has_size = true;
+      } else if (what != FetchBody::none && iequals(n, body_item)) {
         msg.body = std::string(val.text());  // NIL: the message vanished; an empty body
         has_body = true;
       }
     }
-    // FETCH responses without UID and body are flag updates from other sessions: not ours.
-    if (has_uid && has_body) out.push_back(std::move(msg));
+    // FETCH responses without UID and the asked data are flag updates from other sessions.
+    const bool complete = what == FetchBody::none ? has_size : has_body;
+    if (has_uid && complete) out.push_back(std::move(msg));
   };
-  co_await m.run(Command()
-                     .text("UID FETCH ")
-                     .text(uid_set)
-                     .text(" (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"),
-                 on_untagged);
+  const char* items = what == FetchBody::full     ? " (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"
+                      : what == FetchBody::header ? " (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER])"
+                                                  : " (UID RFC822.SIZE)";
+  co_await m.run(Command().text("UID FETCH ").text(uid_set).text(items), on_untagged);
   co_return out;
 }
 

@@ -68,9 +68,12 @@ class Client {
   net::awaitable<SelectInfo> select(std::string_view folder, bool read_only);
   // UID SEARCH <criteria> (criteria passed verbatim, e.g. "UID 5:*", "SINCE 1-Feb-2024").
   net::awaitable<std::vector<std::uint32_t>> uid_search(std::string_view criteria);
-  // UID FETCH <set> (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]); never sets \Seen.
-  // Messages come back in the order the server sent them.
-  net::awaitable<std::vector<FetchedMessage>> uid_fetch(std::string_view uid_set);
+  // UID FETCH <set> (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[...]); never sets \Seen.
+  // what: the whole message (body = BODY[]), its header only (body = BODY[HEADER]), or no body
+  // (UID and RFC822.SIZE only; body empty). Messages come back in the order the server sent them.
+  enum class FetchBody { full, header, none };
+  net::awaitable<std::vector<FetchedMessage>> uid_fetch(std::string_view uid_set,
+                                                        FetchBody what = FetchBody::full);
   // IDLE until new mail, an expunge, interrupt(), or max_duration; then DONE and the tagged OK
   // within done_timeout (else Error{timeout}). Requires the IDLE capability.
   net::awaitable<IdleResult> idle(std::chrono::steady_clock::duration max_duration);

@@ -196,6 +196,29 @@ struct Fetcher::Impl : std::enable_shared_from_this<Impl> {
     co_return result;
   }
 
+  // One batch in UID order: sizes first, then whole messages up to --max-message-bytes and the
+  // header of larger ones, so one huge message can neither exhaust memory nor block the folder.
+  net::awaitable<std::vector<imap::FetchedMessage>> fetch_batch(imap::Client& client,
+                                                                const std::string& uid_set) {
+    using FetchBody = imap::Client::FetchBody;
+    auto sizes = co_await client.uid_fetch(uid_set, FetchBody::none);
+    std::vector<std::uint32_t> whole, header;
+    for (const auto& s : sizes)
+      (s.size > opts.fetch.max_message_bytes ? header : whole).push_back(s.uid);
+    std::vector<imap::FetchedMessage> out;
+    if (!whole.empty()) out = co_await client.uid_fetch(join_uids(whole, 0, whole.size()));
+    if (!header.empty()) {
+      auto heads = co_await client.uid_fetch(join_uids(header, 0, header.size()), FetchBody::header);
+      for (auto& h : heads) {
+        for (const auto& s : sizes)
+          if (s.uid == h.uid) h.size = std::max(h.size, s.size);
+        out.push_back(std::move(h));
+      }
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.uid < b.uid; });
+    co_return out;
+  }
+
   // Downloads, parses, delivers and checkpoints every message above result.last_uid, in UID
   // order, in batches. Sets result.status; throws imap::Error when the connection fails.
   net::awaitable<void> download(imap::Client& client, const queue::FetchTask& task,
@@ -213,11 +236,11 @@ struct Fetcher::Impl : std::enable_shared_from_this<Impl> {
     auto& m = metrics::global();
     for (std::size_t i = 0; i < uids.size(); i += batch) {
       const std::size_t end = std::min(uids.size(), i + batch);
-      auto msgs = co_await client.uid_fetch(join_uids(uids, i, end));
-      std::sort(msgs.begin(), msgs.end(),
-                [](const auto& a, const auto& b) { return a.uid < b.uid; });
+      auto msgs = co_await fetch_batch(client, join_uids(uids, i, end));
       for (auto& msg : msgs) {
         if (msg.uid <= last) continue;
+        // Over --max-message-bytes only the header was downloaded: deliver it, marked.
+        const bool header_only = msg.size > opts.fetch.max_message_bytes;
         m.fetch_bytes.fetch_add(msg.body.size(), std::memory_order_relaxed);
         m.messages_fetched.fetch_add(1, std::memory_order_relaxed);
         mime::MessageMeta meta;
@@ -236,6 +259,14 @@ struct Fetcher::Impl : std::enable_shared_from_this<Impl> {
         msg.body.clear();
         msg.body.shrink_to_fit();
         if (data.contains("parse_errors")) m.parse_errors.fetch_add(1, std::memory_order_relaxed);
+        if (header_only) {
+          data["size"] = msg.size;
+          data["truncated"] = true;
+          log::warn("message_over_size_limit", {{"mailbox", task.mailbox_id},
+                                                {"folder", task.folder},
+                                                {"uid", std::to_string(msg.uid)},
+                                                {"size", std::to_string(msg.size)}});
+        }
         core::Event ev;
         ev.id = core::message_event_id(task.mailbox_id, task.folder, task.uidvalidity, msg.uid);
         ev.type = "message.new";

@@ -329,7 +329,9 @@ net::awaitable<void> MailboxSession::run_task(std::shared_ptr<Folder> f) {
 net::awaitable<void> MailboxSession::run_folder(std::shared_ptr<Folder> f) {
   auto self = shared_from_this();
   const auto& o = deps_.opts.session;
-  const ImapTimeouts timeouts{o.connect_timeout, o.command_timeout, o.done_timeout, 1u << 20};
+  // The session's connection also downloads (fetch_inline): literals up to the message limit.
+  const ImapTimeouts timeouts{o.connect_timeout, o.command_timeout, o.done_timeout,
+                              deps_.opts.fetch.max_message_bytes + 64 * 1024};
   int attempt = 0;
   while (!stopped_) {
     // A retry after a failure keeps reporting the failure until it succeeds: no event per try.
@@ -342,7 +344,6 @@ net::awaitable<void> MailboxSession::run_folder(std::shared_ptr<Folder> f) {
       client = co_await open_imap(cfg_.imap, timeouts);
       auto info = co_await client->select(f->name, /*read_only=*/true);
       co_await take_baseline(*f, *client, info.uidvalidity, info.uidnext);
-      attempt = 0;
       f->reconnect = false;
       const bool has_idle = client->has_capability("IDLE");
       f->client = client.get();
@@ -360,6 +361,7 @@ net::awaitable<void> MailboxSession::run_folder(std::shared_ptr<Folder> f) {
         auto now = std::chrono::steady_clock::now();
         if (inline_fetch && f->want_fetch && now >= f->retry_at) {
           co_await fetch_inline(*f, *client);
+          attempt = 0;  // the connection works: the next failure starts a fresh backoff
           continue;
         }
         // Wait for news: until the re-check is due, or a download retry is.
@@ -372,12 +374,14 @@ net::awaitable<void> MailboxSession::run_folder(std::shared_ptr<Folder> f) {
           f->idling = true;
           auto r = co_await client->idle(wait);
           f->idling = false;
+          attempt = 0;
           if (stopped_ || f->reconnect) break;
           news = r.new_mail;
         } else {
           co_await sleep(*f, std::min(wait, o.poll_interval));
           if (stopped_) break;
           news = co_await client->noop();
+          attempt = 0;
         }
         if (news) {
           request_fetch(f);

@@ -138,5 +138,57 @@ class EachMessageAnnouncedSeparateConnectionTest(EachMessageAnnouncedTest):
     service_options = {'extra_args': ['--recheck-interval', '10m', '--separate-fetch-connection']}
 
 
+def big_message(subject, to_addr, attachment_bytes):
+    """A multipart message with one base64 attachment of attachment_bytes (deterministic)."""
+    import base64
+    payload = bytes((i * 7 + 3) % 251 for i in range(attachment_bytes))
+    b64 = base64.encodebytes(payload).decode().replace('\n', '\r\n')
+    return (f'From: Big Sender <big@example.test>\r\nTo: {to_addr}\r\nSubject: {subject}\r\n'
+            f'Message-ID: <{uuid.uuid4().hex}@example.test>\r\nMIME-Version: 1.0\r\n'
+            'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+            '--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsee attachment\r\n'
+            '--b1\r\nContent-Type: application/octet-stream\r\n'
+            'Content-Disposition: attachment; filename="blob.bin"\r\n'
+            'Content-Transfer-Encoding: base64\r\n\r\n' + b64 + '--b1--\r\n').encode()
+
+
+class LargeMessageTest(IntegrationCase):
+    def test_a_message_of_several_mebibytes_is_delivered_whole(self):
+        tag = uuid.uuid4().hex[:8]
+        mid = self.register('user1')
+        self.dovecot.inject('user1', big_message(f'big {tag}', self.dovecot.address('user1'),
+                                                 3 << 20))
+        self.inject('user1', f'after big {tag}')
+        msgs = self.hook.wait_messages(2, 60, mailbox_id=mid)
+        self.assertEqual([m.data.get('subject') for m in msgs], [f'big {tag}', f'after big {tag}'])
+        att = msgs[0].data.get('attachments') or []
+        self.assertEqual([(a.get('filename'), a.get('size')) for a in att], [('blob.bin', 3 << 20)])
+        self.assertFalse(msgs[0].data.get('truncated', False))
+
+
+class OversizedMessageTest(IntegrationCase):
+    """A message over --max-message-bytes must not block the folder: it is delivered with its
+    headers only and "truncated": true, and the mail after it flows as usual."""
+    service_options = {'extra_args': ['--max-message-bytes', '1M']}
+
+    def test_oversized_message_is_delivered_as_headers_and_does_not_block(self):
+        tag = uuid.uuid4().hex[:8]
+        mid = self.register('user1')
+        self.dovecot.inject('user1', big_message(f'huge {tag}', self.dovecot.address('user1'),
+                                                 2 << 20))
+        self.inject('user1', f'after huge {tag}')
+        msgs = self.hook.wait_messages(2, 60, mailbox_id=mid)
+        self.assertEqual([m.data.get('subject') for m in msgs],
+                         [f'huge {tag}', f'after huge {tag}'])
+        big = msgs[0].data
+        self.assertTrue(big.get('truncated'), big.keys())
+        self.assertGreater(big.get('size') or 0, 2 << 20)
+        self.assertEqual(big.get('attachments'), [])
+        self.assertEqual((big.get('from') or {}).get('address'), 'big@example.test')
+        self.assertFalse(msgs[1].data.get('truncated', False))
+        st = self.service.get_mailbox(mid)
+        self.assertEqual(st['state'], 'idle', st)
+
+
 if __name__ == '__main__':
     unittest.main()

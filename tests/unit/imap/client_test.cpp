@@ -408,5 +408,34 @@ TEST(ImapClient, LogoutNeverThrows) {
   }
 }
 
+
+net::awaitable<void> sizes_then_header(Client& c) {
+  co_await c.start(false);
+  auto sizes = co_await c.uid_fetch("7,9", Client::FetchBody::none);
+  EXPECT_EQ(sizes.size(), 2u);  // the unsolicited flag update is not a result
+  if (sizes.size() != 2) co_return;
+  EXPECT_EQ(sizes[0].uid, 7u);
+  EXPECT_EQ(sizes[0].size, 104857600u);
+  EXPECT_TRUE(sizes[0].body.empty());
+  EXPECT_EQ(sizes[1].uid, 9u);
+  EXPECT_EQ(sizes[1].size, 21u);
+  auto head = co_await c.uid_fetch("7", Client::FetchBody::header);
+  EXPECT_EQ(head.size(), 1u);
+  if (head.size() != 1) co_return;
+  EXPECT_EQ(head[0].uid, 7u);
+  EXPECT_EQ(head[0].body, "Subject: huge\r\n\r\n");
+}
+
+TEST(ImapClient, FetchSizesThenHeaderOnly) {
+  auto clean = run_file("dovecot/fetch_sizes_header.txt", sizes_then_header);
+  expect_ok(clean);
+  // A failure injected at each I/O step in turn: always Error{io}, never a hang.
+  for (int n = 1; n <= clean.state->ops; ++n) {
+    auto o = run_file("dovecot/fetch_sizes_header.txt", sizes_then_header, n);
+    ASSERT_TRUE(o.state->injected) << n;
+    expect_error(o, ErrorKind::io);
+  }
+}
+
 }  // namespace
 }  // namespace el::imap
