@@ -173,6 +173,7 @@ service imap-login {{
                 key = (d.json['mailbox_id'], d.data['uid'])
                 arrivals.setdefault(key, d.arrived)
         total, floor, overhead = [], [], []
+        outliers = []
         missing = 0
         for key, t_in in injected.items():
             t_out = arrivals.get(key)
@@ -184,12 +185,21 @@ service imap-login {{
             if t_exists is not None:
                 floor.append((t_exists - t_in) * 1000)
                 overhead.append((t_out - t_exists) * 1000)
+                if t_out - t_exists > 0.1:
+                    outliers.append(f'{key[0]}#{key[1]}: floor {(t_exists - t_in) * 1000:.0f} ms, '
+                                    f'webhook {(t_out - t_in) * 1000:.0f} ms')
         print()
         print(f'mailboxes={n} emails={args.emails} rate={args.rate}/s '
               f'hibernate={args.hibernate} delivered={len(total)} missing={missing}')
         print(summary('LMTP accepted -> webhook', total))
         print(summary('LMTP accepted -> bare IDLE EXISTS', floor))
-        print(summary('service overhead (webhook - EXISTS)', overhead))
+        print(summary('paired: webhook - same email EXISTS', overhead))
+        print(f'service overhead over the floor (quantile difference): '
+              f'p50=+{pct(total, 50) - pct(floor, 50):.2f} ms  '
+              f'p90=+{pct(total, 90) - pct(floor, 90):.2f} ms  '
+              f'p99=+{pct(total, 99) - pct(floor, 99):.2f} ms')
+        if outliers:
+            print(f'{len(outliers)} emails over 100 ms of overhead: ' + '; '.join(outliers[:20]))
         if not ok or missing:
             print('NOT ALL MESSAGES ARRIVED', file=sys.stderr)
             return 1
