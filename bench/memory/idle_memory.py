@@ -3,6 +3,7 @@
 service's resident memory (VmRSS) before and after, per mailbox.
 
 usage: bench/memory/idle_memory.py [--mailboxes 1000] [--hibernate 5s] [--settle 15]
+                                   [--security none|tls]
 Needs build/email-listener and Dovecot. Only 127.0.0.1; every wait is bounded.
 """
 
@@ -33,6 +34,8 @@ def main():
     ap.add_argument('--mailboxes', type=int, default=1000)
     ap.add_argument('--hibernate', default='5s')
     ap.add_argument('--settle', type=float, default=15.0, help='seconds idle before measuring')
+    ap.add_argument('--security', default='none', choices=['none', 'tls'],
+                    help='plain IMAP, or implicit TLS with the test CA')
     args = ap.parse_args()
     n = args.mailboxes
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -66,7 +69,7 @@ service imap-hibernate {{
         users = [f'user{i}' for i in range(1, n + 1)]
         t0 = time.monotonic()
         for u in users:
-            service.add_mailbox(mailbox_payload(dovecot, u, mailbox_id=u, security='none'))
+            service.add_mailbox(mailbox_payload(dovecot, u, mailbox_id=u, security=args.security))
         deadline = time.monotonic() + 180
         idle = 0
         while time.monotonic() < deadline:
@@ -84,7 +87,8 @@ service imap-hibernate {{
         time.sleep(args.settle)
         after = rss_kib(pid)
         print(f'hibernated imap sessions: {dovecot.hibernated()}')
-        print(f'service RSS before={before} KiB after={after} KiB mailboxes={n}')
+        print(f'security={args.security} service RSS before={before} KiB after={after} KiB '
+              f'mailboxes={n}')
         print(f'RSS per mailbox (total/N):        {after / n:.1f} KiB')
         print(f'RSS per mailbox ((after-before)/N): {(after - before) / n:.1f} KiB')
         return 0 if idle == n else 1

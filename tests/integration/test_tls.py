@@ -1,11 +1,13 @@
 """Scenario 6: TLS. Implicit TLS verified against the test CA; without the CA the certificate is
 refused (and said so); STARTTLS with the CA; tls_insecure without the CA."""
 
+import os
 import time
 import unittest
 import uuid
 
 from harness.base import IntegrationCase, log, wait_until
+from harness.dovecot import make_test_ca
 
 
 class TlsTest(IntegrationCase):
@@ -48,6 +50,25 @@ class TlsTest(IntegrationCase):
         self._delivers(mid, 'user2')
         self.assertIn('TLS', '\n'.join(l for l in self.dovecot.log_text().splitlines()
                                        if 'Login: user=<user2>' in l))
+
+    def test_certificate_for_another_host_is_refused(self):
+        # A certificate from the trusted CA, but for mail.example.test only: connecting to
+        # localhost / 127.0.0.1 must fail host name verification.
+        self.dovecot.stop()
+        make_test_ca(os.path.dirname(self.dovecot.ca_path), names=('mail.example.test',), ips=())
+        self.dovecot.start()
+        for host in ('localhost', '127.0.0.1'):
+            mid = self.register('user1', mailbox_id=f'other-host-{host.replace(".", "-")}',
+                                security='tls', ca=True, host=host, wait_idle=False)
+
+            def refused(mid=mid):
+                st = self.service.get_mailbox(mid)
+                self.assertNotEqual(st.get('state'), 'idle', f'accepted a wrong host: {st}')
+                err = (st.get('last_error') or '').lower()
+                return st if ('hostname mismatch' in err or 'ip address mismatch' in err) else None
+            st = wait_until(refused, 20, what=f'a host name mismatch for {host}')
+            log(f'{host}: {st.get("last_error")}')
+        self.assertEqual(self.dovecot.successful_logins('user1'), 0)
 
     def test_tls_insecure_without_ca(self):
         mid = self.register('user2', security='tls', ca=False, insecure=True)
