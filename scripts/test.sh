@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 2: install everything the tests need (build tools, Dovecot, ...), build, and
-# run the whole test suite: unit and integration tests on a normal build, then the unit tests
-# again under AddressSanitizer + UndefinedBehaviorSanitizer. Exits non-zero on any failure.
+# run the whole test suite, unit and integration tests (real Dovecot servers), twice: on the
+# normal build, and on a build with AddressSanitizer + UndefinedBehaviorSanitizer (the service
+# binary the integration tests start is the sanitized one). Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS="${JOBS:-$(nproc)}"
@@ -16,9 +17,9 @@ echo "== build (ASan + UBSan)"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DEL_SANITIZE=ON -DEL_BUILD_BENCH=OFF >/dev/null
 ninja -C build-asan -j "$JOBS"
 
-echo "== tests under ASan + UBSan (unit)"
+echo "== tests under ASan + UBSan (unit + integration)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan -L unit --output-on-failure -j "$JOBS"
+  ctest --test-dir build-asan --output-on-failure -j "$JOBS"
 
 echo "== tests (unit + integration against real servers)"
 ctest --test-dir build --output-on-failure -j "$JOBS"
