@@ -231,11 +231,6 @@ bool MailboxService::ready() const {
   return started_;
 }
 
-std::size_t MailboxService::session_count() const {
-  std::lock_guard lk(mu_);
-  return sessions_.size();
-}
-
 std::string MailboxService::metrics_text() const {
   std::map<SessionState, std::size_t> by_state;
   for (auto s : {SessionState::connecting, SessionState::idle, SessionState::polling,

@@ -39,7 +39,6 @@ class MailboxService final : public MailboxApi {
   bool ready() const override;
   std::string metrics_text() const override;
 
-  std::size_t session_count() const;
   // After stop(): true once every stopped session has ended its coroutines (logged out).
   bool sessions_ended() const;
 
