@@ -161,10 +161,11 @@ void MemoryRegistry::writer_loop() {
   while (true) {
     cv_.wait(lk, [&] { return stopping_ || version_ != written_; });
     if (version_ == written_ && stopping_) return;
-    if (!stopping_) {
-      // Coalesce a burst of checkpoints into one write.
-      cv_.wait_for(lk, opts_.write_delay, [&] { return stopping_; });
+    if (!stopping_ && !urgent_) {
+      // Coalesce a burst of checkpoints into one write; flush() does not wait for that.
+      cv_.wait_for(lk, opts_.write_delay, [&] { return stopping_ || urgent_; });
     }
+    urgent_ = false;
     const std::uint64_t target = version_;
     lk.unlock();
     std::string text = snapshot();
@@ -225,6 +226,8 @@ void MemoryRegistry::flush() {
   if (opts_.state_file.empty()) return;
   std::unique_lock lk(mu_);
   const std::uint64_t target = version_;
+  if (written_ >= target) return;
+  urgent_ = true;
   cv_.notify_all();
   cv_.wait(lk, [&] { return written_ >= target || stopping_ || !write_error_.empty(); });
   if (written_ < target) {

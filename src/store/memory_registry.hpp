@@ -51,6 +51,7 @@ class MemoryRegistry final : public Registry {
   std::uint64_t version_ = 0;  // bumped by every change
   std::uint64_t written_ = 0;  // version last on disk
   bool stopping_ = false;
+  bool urgent_ = false;  // a flush() waits: write now, without the coalescing delay
   std::string write_error_;
   std::thread writer_;
 };

@@ -169,3 +169,18 @@ TEST(MemoryRegistry, RecordJsonRoundTrip) {
   EXPECT_EQ(core::format_rfc3339(*back.config.since), "2025-05-01T10:00:00.000Z");
   EXPECT_EQ(back.checkpoints.at(0).last_uid, 9u);
 }
+
+TEST(MemoryRegistry, FlushDoesNotWaitForTheCoalescingWindow) {
+  TempDir dir;
+  const auto file = (dir.path / "state.json").string();
+  // A long window for background writes: flush() must still return at once.
+  MemoryRegistry reg({file, std::chrono::milliseconds(5000)});
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 5; ++i) {
+    reg.add(record("m" + std::to_string(i)));
+    reg.flush();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(2500));
+  MemoryRegistry copy({file});
+  EXPECT_EQ(copy.size(), 5u);
+}
