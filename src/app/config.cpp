@@ -17,15 +17,21 @@ using std::chrono::milliseconds;
 std::chrono::milliseconds parse_duration(const std::string& s) {
   std::size_t i = 0;
   while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
-  if (i == 0 || i > 12) throw ConfigError("not a duration: \"" + s + "\" (e.g. 500ms, 10s, 5m, 1h)");
+  if (i == 0 || i > 12)
+    throw ConfigError("not a duration: \"" + s + "\" (e.g. 500ms, 10s, 5m, 1h)");
   const long long n = std::stoll(s.substr(0, i));
   const std::string unit = s.substr(i);
   long long mul;
-  if (unit == "ms") mul = 1;
-  else if (unit.empty() || unit == "s") mul = 1000;
-  else if (unit == "m") mul = 60'000;
-  else if (unit == "h") mul = 3'600'000;
-  else throw ConfigError("not a duration: \"" + s + "\" (e.g. 500ms, 10s, 5m, 1h)");
+  if (unit == "ms")
+    mul = 1;
+  else if (unit.empty() || unit == "s")
+    mul = 1000;
+  else if (unit == "m")
+    mul = 60'000;
+  else if (unit == "h")
+    mul = 3'600'000;
+  else
+    throw ConfigError("not a duration: \"" + s + "\" (e.g. 500ms, 10s, 5m, 1h)");
   return milliseconds(n * mul);
 }
 
@@ -150,36 +156,52 @@ const std::vector<Option>& options() {
        }},
       {"log-format", Kind::value, "text or json (text)",
        [](Config& c, const std::string& v) {
-         if (v == "text") c.log_format = log::Format::text;
-         else if (v == "json") c.log_format = log::Format::json;
-         else throw ConfigError("not a log format: \"" + v + "\" (text or json)");
+         if (v == "text")
+           c.log_format = log::Format::text;
+         else if (v == "json")
+           c.log_format = log::Format::json;
+         else
+           throw ConfigError("not a log format: \"" + v + "\" (text or json)");
        }},
       {"threads", Kind::value, "I/O threads (CPU count)",
-       [](Config& c, const std::string& v) { c.threads = static_cast<unsigned>(parse_int(v, 1, 256)); }},
+       [](Config& c, const std::string& v) {
+         c.threads = static_cast<unsigned>(parse_int(v, 1, 256));
+       }},
       {"idle-refresh", Kind::value, "IDLE is re-issued before this (25m)",
        [](Config& c, const std::string& v) { c.service.session.idle_refresh = parse_duration(v); }},
       {"recheck-interval", Kind::value, "re-check folders for missed pushes (5m)",
-       [](Config& c, const std::string& v) { c.service.session.recheck_interval = parse_duration(v); }},
+       [](Config& c, const std::string& v) {
+         c.service.session.recheck_interval = parse_duration(v);
+       }},
       {"poll-interval", Kind::value, "NOOP polling without IDLE (60s)",
-       [](Config& c, const std::string& v) { c.service.session.poll_interval = parse_duration(v); }},
+       [](Config& c, const std::string& v) {
+         c.service.session.poll_interval = parse_duration(v);
+       }},
       {"connect-timeout", Kind::value, "TCP connect and TLS handshake (30s)",
        [](Config& c, const std::string& v) {
          c.service.session.connect_timeout = c.service.fetch.connect_timeout = parse_duration(v);
        }},
       {"command-timeout", Kind::value, "any IMAP command (30s)",
-       [](Config& c, const std::string& v) { c.service.session.command_timeout = parse_duration(v); }},
+       [](Config& c, const std::string& v) {
+         c.service.session.command_timeout = parse_duration(v);
+       }},
       {"done-timeout", Kind::value, "DONE must be answered within this (10s)",
        [](Config& c, const std::string& v) { c.service.session.done_timeout = parse_duration(v); }},
       {"backoff-initial", Kind::value, "first reconnect delay (1s)",
-       [](Config& c, const std::string& v) { c.service.session.backoff_initial = parse_duration(v); }},
+       [](Config& c, const std::string& v) {
+         c.service.session.backoff_initial = parse_duration(v);
+       }},
       {"backoff-max", Kind::value, "longest reconnect delay (5m)",
        [](Config& c, const std::string& v) { c.service.session.backoff_max = parse_duration(v); }},
       {"auth-retry", Kind::value, "retry interval after a refused login (10m)",
        [](Config& c, const std::string& v) { c.service.session.auth_retry = parse_duration(v); }},
-      {"start-spread", Kind::value, "spread session starts over this at start-up (0: 5 ms per mailbox, max 60s)",
+      {"start-spread", Kind::value,
+       "spread session starts over this at start-up (0: 5 ms per mailbox, max 60s)",
        [](Config& c, const std::string& v) { c.service.session.start_spread = parse_duration(v); }},
       {"max-attachment-bytes", Kind::value, "attachment content per message (10M)",
-       [](Config& c, const std::string& v) { c.service.fetch.max_attachment_bytes = parse_size(v); }},
+       [](Config& c, const std::string& v) {
+         c.service.fetch.max_attachment_bytes = parse_size(v);
+       }},
       {"max-message-bytes", Kind::value, "largest message downloaded (64M)",
        [](Config& c, const std::string& v) { c.service.fetch.max_message_bytes = parse_size(v); }},
       {"separate-fetch-connection", Kind::flag,
@@ -236,7 +258,8 @@ void apply_file(Config& c, const std::string& path) {
     for (auto& ch : flag)
       if (ch == '_') ch = '-';
     const Option* o = find_option(flag);
-    if (!o || flag == "config") throw ConfigError("--config " + path + ": unknown key \"" + std::string(k) + "\"");
+    if (!o || flag == "config")
+      throw ConfigError("--config " + path + ": unknown key \"" + std::string(k) + "\"");
     const std::string where = "--config " + path + ": key \"" + std::string(k) + "\"";
     auto scalar = [&](const json::value& x) -> std::string {
       if (x.is_string()) return std::string(x.as_string());
@@ -264,8 +287,10 @@ std::string serve_usage() {
       "  --config FILE                      JSON file with further settings\n";
   for (const auto& o : options()) {
     std::string left = "  --" + o.name + (o.kind == Kind::flag ? "" : " VALUE");
-    if (left.size() < 37) left.resize(37, ' ');
-    else left += ' ';
+    if (left.size() < 37)
+      left.resize(37, ' ');
+    else
+      left += ' ';
     s += left + o.help + "\n";
   }
   return s;
@@ -337,7 +362,8 @@ Config parse_serve_config(const std::vector<std::string>& args,
     throw ConfigError("--listen " + c.listen_host +
                       " is not a loopback address and no --api-token is configured; "
                       "set a token, or pass --insecure-no-auth to accept unauthenticated calls");
-  if (c.service.session.recheck_interval.count() <= 0 || c.service.session.idle_refresh.count() <= 0)
+  if (c.service.session.recheck_interval.count() <= 0 ||
+      c.service.session.idle_refresh.count() <= 0)
     throw ConfigError("--idle-refresh and --recheck-interval must be positive");
   if (c.threads == 0) c.threads = std::max(1u, std::thread::hardware_concurrency());
   return c;

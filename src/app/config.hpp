@@ -40,7 +40,7 @@ std::string serve_usage();
 
 // Helpers exposed for tests.
 std::chrono::milliseconds parse_duration(const std::string& s);  // "500ms" "10s" "5m" "1h" "30"
-std::uint64_t parse_size(const std::string& s);                   // "1024" "10K" "10M" "1G"
+std::uint64_t parse_size(const std::string& s);                  // "1024" "10K" "10M" "1G"
 bool is_loopback(const std::string& host);
 
 }  // namespace el::app

@@ -75,7 +75,8 @@ int main(int argc, char** argv) {
       std::map<std::string, std::string> env;
       for (char** e = environ; *e; ++e) {
         std::string kv(*e);
-        if (auto eq = kv.find('='); eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+        if (auto eq = kv.find('='); eq != std::string::npos)
+          env[kv.substr(0, eq)] = kv.substr(eq + 1);
       }
       auto cfg = el::app::parse_serve_config(rest, env);
       if (cfg.help) {

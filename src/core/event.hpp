@@ -7,8 +7,8 @@
 namespace el::core {
 
 struct Event {
-  std::string id;          // stable for message.new (see message_event_id)
-  std::string type;        // message.new | mailbox.state | mailbox.reset
+  std::string id;    // stable for message.new (see message_event_id)
+  std::string type;  // message.new | mailbox.state | mailbox.reset
   std::string mailbox_id;
   std::string created_at;  // RFC 3339
   boost::json::object data;

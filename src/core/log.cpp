@@ -15,10 +15,14 @@ std::atomic<Format> g_format{Format::text};
 
 std::string_view level_name(Level l) {
   switch (l) {
-    case Level::debug: return "debug";
-    case Level::info: return "info";
-    case Level::warn: return "warn";
-    case Level::error: return "error";
+    case Level::debug:
+      return "debug";
+    case Level::info:
+      return "info";
+    case Level::warn:
+      return "warn";
+    case Level::error:
+      return "error";
   }
   return "info";
 }
@@ -26,11 +30,21 @@ std::string_view level_name(Level l) {
 void json_escape(std::string& out, std::string_view s) {
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           static constexpr char kHex[] = "0123456789abcdef";
@@ -62,11 +76,16 @@ void configure(Level min_level, Format format) {
 }
 
 bool parse_level(std::string_view s, Level& out) {
-  if (s == "debug") out = Level::debug;
-  else if (s == "info") out = Level::info;
-  else if (s == "warn" || s == "warning") out = Level::warn;
-  else if (s == "error") out = Level::error;
-  else return false;
+  if (s == "debug")
+    out = Level::debug;
+  else if (s == "info")
+    out = Level::info;
+  else if (s == "warn" || s == "warning")
+    out = Level::warn;
+  else if (s == "error")
+    out = Level::error;
+  else
+    return false;
   return true;
 }
 

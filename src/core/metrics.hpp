@@ -19,8 +19,8 @@ struct Histogram {
 
 struct Registry {
   std::atomic<std::uint64_t> events_delivered{0};
-  std::atomic<std::uint64_t> events_failed{0};      // delivery attempts that did not get a 2xx
-  std::atomic<std::uint64_t> events_dropped{0};     // gave up after all attempts (retried later)
+  std::atomic<std::uint64_t> events_failed{0};   // delivery attempts that did not get a 2xx
+  std::atomic<std::uint64_t> events_dropped{0};  // gave up after all attempts (retried later)
   std::atomic<std::uint64_t> imap_reconnects{0};
   std::atomic<std::uint64_t> imap_auth_failures{0};
   std::atomic<std::uint64_t> fetch_bytes{0};

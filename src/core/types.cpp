@@ -12,9 +12,12 @@ namespace el::core {
 
 std::string_view to_string(Security s) {
   switch (s) {
-    case Security::tls: return "tls";
-    case Security::starttls: return "starttls";
-    case Security::none: return "none";
+    case Security::tls:
+      return "tls";
+    case Security::starttls:
+      return "starttls";
+    case Security::none:
+      return "none";
   }
   return "none";
 }
@@ -28,12 +31,18 @@ std::optional<Security> security_from_string(std::string_view s) {
 
 std::string_view to_string(SessionState s) {
   switch (s) {
-    case SessionState::connecting: return "connecting";
-    case SessionState::idle: return "idle";
-    case SessionState::polling: return "polling";
-    case SessionState::backoff: return "backoff";
-    case SessionState::auth_failed: return "auth_failed";
-    case SessionState::stopped: return "stopped";
+    case SessionState::connecting:
+      return "connecting";
+    case SessionState::idle:
+      return "idle";
+    case SessionState::polling:
+      return "polling";
+    case SessionState::backoff:
+      return "backoff";
+    case SessionState::auth_failed:
+      return "auth_failed";
+    case SessionState::stopped:
+      return "stopped";
   }
   return "stopped";
 }

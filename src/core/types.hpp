@@ -1,4 +1,5 @@
-// Domain types shared by every module: mailbox settings, checkpoints, session states, events. No I/O.
+// Domain types shared by every module: mailbox settings, checkpoints, session states, events. No
+// I/O.
 #pragma once
 #include <chrono>
 #include <cstdint>

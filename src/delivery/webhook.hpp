@@ -12,8 +12,8 @@
 namespace el::delivery {
 
 struct WebhookOptions {
-  std::chrono::milliseconds request_timeout{10000};  // connect + send + response
-  int max_attempts = 10;                             // per deliver() call
+  std::chrono::milliseconds request_timeout{10000};     // connect + send + response
+  int max_attempts = 10;                                // per deliver() call
   std::chrono::milliseconds max_total{15 * 60 * 1000};  // per deliver() call
   std::chrono::milliseconds backoff_initial{500};
   std::chrono::milliseconds backoff_max{60000};

@@ -13,7 +13,7 @@ namespace el::http {
 
 struct ServerOptions {
   std::string address = "127.0.0.1";
-  std::uint16_t port = 8080;  // 0: any free port (see ApiServer::port)
+  std::uint16_t port = 8080;        // 0: any free port (see ApiServer::port)
   std::vector<std::string> tokens;  // accepted bearer tokens; empty: no authentication
   std::size_t max_body = 1024 * 1024;
   std::chrono::milliseconds read_timeout{30000};
@@ -24,9 +24,9 @@ class ApiServer {
   // api must outlive the server. Thread-safe: connections run on the io_context's threads.
   ApiServer(boost::asio::io_context& ioc, ServerOptions opts, service::MailboxApi& api);
   ~ApiServer();
-  void start();                  // binds and listens; throws on bind failure
-  void stop();                   // closes the listener and open connections
-  std::uint16_t port() const;    // the bound port
+  void start();                // binds and listens; throws on bind failure
+  void stop();                 // closes the listener and open connections
+  std::uint16_t port() const;  // the bound port
 
  private:
   struct Impl;

@@ -462,7 +462,7 @@ net::awaitable<std::vector<std::uint32_t>> Client::uid_search(std::string_view c
 }
 
 net::awaitable<std::vector<FetchedMessage>> Client::uid_fetch(std::string_view uid_set,
-                                                               FetchBody what) {
+                                                              FetchBody what) {
   Impl& m = *impl_;
   std::vector<FetchedMessage> out;
   const std::string_view body_item = what == FetchBody::full ? "BODY[]" : "BODY[HEADER]";
@@ -496,9 +496,10 @@ net::awaitable<std::vector<FetchedMessage>> Client::uid_fetch(std::string_view u
     const bool complete = what == FetchBody::none ? has_size : has_body;
     if (has_uid && complete) out.push_back(std::move(msg));
   };
-  const char* items = what == FetchBody::full     ? " (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"
-                      : what == FetchBody::header ? " (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER])"
-                                                  : " (UID RFC822.SIZE)";
+  const char* items = what == FetchBody::full ? " (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"
+                      : what == FetchBody::header
+                          ? " (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER])"
+                          : " (UID RFC822.SIZE)";
   co_await m.run(Command().text("UID FETCH ").text(uid_set).text(items), on_untagged);
   co_return out;
 }

@@ -6,6 +6,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -13,7 +14,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -184,8 +184,7 @@ class AsioTransport final : public Transport {
       const int err = SSL_get_error(ssl, r);
       if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
         auto [wec] = co_await sock_.async_wait(
-            err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write,
-            kTuple);
+            err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write, kTuple);
         if (wec == net::error::operation_aborted)
           throw Error(ErrorKind::timeout, "TLS handshake with " + host_ + " timed out");
         if (wec) throw Error(ErrorKind::tls, "TLS handshake with " + host_ + ": " + wec.message());

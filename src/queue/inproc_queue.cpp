@@ -1,11 +1,11 @@
 // In-process task queue: a counting semaphore in front of the handler.
 #include "queue/inproc_queue.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/as_tuple.hpp>
 #include <deque>
 #include <mutex>
 

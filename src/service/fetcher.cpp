@@ -1,16 +1,16 @@
 // Fetcher: download, parse, deliver, checkpoint; one fetch task at a time per folder.
 #include "service/fetcher.hpp"
 
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/strand.hpp>
-#include <algorithm>
 #include <chrono>
 #include <mutex>
 #include <unordered_map>
@@ -72,7 +72,11 @@ struct Fetcher::Impl : std::enable_shared_from_this<Impl> {
 
   Impl(net::any_io_executor e, store::Registry& r, delivery::EventSink& s, ServiceOptions o,
        std::size_t threads)
-      : ex(net::make_strand(e)), registry(r), sink(s), opts(std::move(o)), cpu(threads ? threads : 1),
+      : ex(net::make_strand(e)),
+        registry(r),
+        sink(s),
+        opts(std::move(o)),
+        cpu(threads ? threads : 1),
         sweep_timer(e) {}
 
   std::optional<Pooled> take(const std::string& key, const net::any_io_executor& strand,
@@ -103,8 +107,8 @@ struct Fetcher::Impl : std::enable_shared_from_this<Impl> {
   // LOGOUT on the client's own strand, without waiting for it.
   static void close_later(Pooled p) {
     auto client = std::shared_ptr<imap::Client>(std::move(p.client));
-    net::co_spawn(p.ex, [client]() -> net::awaitable<void> { co_await client->logout(); },
-                  net::detached);
+    net::co_spawn(
+        p.ex, [client]() -> net::awaitable<void> { co_await client->logout(); }, net::detached);
   }
 
   net::awaitable<void> sweep_loop() {
@@ -208,7 +212,8 @@ struct Fetcher::Impl : std::enable_shared_from_this<Impl> {
     std::vector<imap::FetchedMessage> out;
     if (!whole.empty()) out = co_await client.uid_fetch(join_uids(whole, 0, whole.size()));
     if (!header.empty()) {
-      auto heads = co_await client.uid_fetch(join_uids(header, 0, header.size()), FetchBody::header);
+      auto heads =
+          co_await client.uid_fetch(join_uids(header, 0, header.size()), FetchBody::header);
       for (auto& h : heads) {
         for (const auto& s : sizes)
           if (s.uid == h.uid) h.size = std::max(h.size, s.size);

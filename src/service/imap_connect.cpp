@@ -8,7 +8,7 @@
 namespace el::service {
 
 boost::asio::awaitable<std::unique_ptr<imap::Client>> open_imap(const core::ImapSettings& s,
-                                                               const ImapTimeouts& t) {
+                                                                const ImapTimeouts& t) {
   imap::ConnectOptions co;
   co.host = s.host;
   co.port = s.port;

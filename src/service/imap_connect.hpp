@@ -18,6 +18,6 @@ struct ImapTimeouts {
 // Runs on the calling coroutine's executor (a strand): the client must be used only there.
 // Throws imap::Error.
 boost::asio::awaitable<std::unique_ptr<imap::Client>> open_imap(const core::ImapSettings& s,
-                                                               const ImapTimeouts& t);
+                                                                const ImapTimeouts& t);
 
 }  // namespace el::service

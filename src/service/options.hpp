@@ -30,8 +30,8 @@ struct SessionOptions {
 };
 
 struct FetchOptions {
-  std::size_t batch = 20;                       // messages per UID FETCH
-  std::size_t max_message_bytes = 64u << 20;    // larger literal: the connection is dropped
+  std::size_t batch = 20;                     // messages per UID FETCH
+  std::size_t max_message_bytes = 64u << 20;  // larger literal: the connection is dropped
   std::size_t max_attachment_bytes = 10u << 20;
   milliseconds connect_timeout{30000};
   milliseconds command_timeout{60000};

@@ -15,9 +15,13 @@ namespace json = boost::json;
 using core::SessionState;
 
 MailboxService::MailboxService(net::io_context& ioc, store::Registry& registry,
-                               queue::TaskQueue& queue, delivery::EventSink& sink,
-                               Fetcher* fetcher, ServiceOptions opts)
-    : ioc_(ioc), registry_(registry), queue_(queue), sink_(sink), fetcher_(fetcher),
+                               queue::TaskQueue& queue, delivery::EventSink& sink, Fetcher* fetcher,
+                               ServiceOptions opts)
+    : ioc_(ioc),
+      registry_(registry),
+      queue_(queue),
+      sink_(sink),
+      fetcher_(fetcher),
       opts_(std::move(opts)) {}
 
 MailboxService::~MailboxService() {
@@ -37,7 +41,8 @@ void MailboxService::start() {
   // Spread the logins over time so a restart with thousands of mailboxes does not stampede the
   // mail servers: the configured window, or by default 5 ms per mailbox, at most a minute.
   auto spread = opts_.session.start_spread.count();
-  if (spread <= 0) spread = std::min<std::int64_t>(60000, static_cast<std::int64_t>(all.size()) * 5);
+  if (spread <= 0)
+    spread = std::min<std::int64_t>(60000, static_cast<std::int64_t>(all.size()) * 5);
   for (const auto& r : all) {
     const auto delay = spread > 0 ? std::uniform_int_distribution<std::int64_t>(0, spread)(rng) : 0;
     start_session(r.config, r.epoch, std::chrono::milliseconds(delay));
@@ -70,8 +75,8 @@ bool MailboxService::sessions_ended() const {
 
 void MailboxService::start_session(const core::MailboxConfig& cfg, std::uint64_t epoch,
                                    std::chrono::milliseconds delay) {
-  auto s = std::make_shared<MailboxSession>(ioc_, SessionDeps{registry_, queue_, sink_, opts_},
-                                            cfg, epoch);
+  auto s = std::make_shared<MailboxSession>(ioc_, SessionDeps{registry_, queue_, sink_, opts_}, cfg,
+                                            epoch);
   std::shared_ptr<MailboxSession> old;
   {
     std::lock_guard lk(mu_);
@@ -244,8 +249,8 @@ std::string MailboxService::metrics_text() const {
       "# HELP el_mailboxes Mailboxes served by this node, by session state.\n"
       "# TYPE el_mailboxes gauge\n";
   for (const auto& [s, n] : by_state)
-    out += "el_mailboxes{state=\"" + std::string(core::to_string(s)) + "\"} " +
-           std::to_string(n) + "\n";
+    out += "el_mailboxes{state=\"" + std::string(core::to_string(s)) + "\"} " + std::to_string(n) +
+           "\n";
   out +=
       "# HELP el_active_subscriptions Mailboxes with a live IDLE or polling session.\n"
       "# TYPE el_active_subscriptions gauge\n"

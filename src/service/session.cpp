@@ -1,6 +1,7 @@
 // MailboxSession: IDLE/poll loops per folder, baselines, fetch-task hand-off, reconnects.
 #include "service/session.hpp"
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -8,7 +9,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <algorithm>
 #include <random>
 
 #include "core/log.hpp"
@@ -52,12 +52,18 @@ double jitter() {
 
 int severity(SessionState s) {
   switch (s) {
-    case SessionState::auth_failed: return 5;
-    case SessionState::backoff: return 4;
-    case SessionState::connecting: return 3;
-    case SessionState::polling: return 2;
-    case SessionState::idle: return 1;
-    case SessionState::stopped: return 0;
+    case SessionState::auth_failed:
+      return 5;
+    case SessionState::backoff:
+      return 4;
+    case SessionState::connecting:
+      return 3;
+    case SessionState::polling:
+      return 2;
+    case SessionState::idle:
+      return 1;
+    case SessionState::stopped:
+      return 0;
   }
   return 0;
 }
@@ -76,9 +82,11 @@ void MailboxSession::start(milliseconds delay) {
   net::co_spawn(
       strand_,
       [self, delay]() -> net::awaitable<void> {
-        if (delay.count() > 0 && !self->folders_.empty()) co_await self->sleep(*self->folders_[0], delay);
+        if (delay.count() > 0 && !self->folders_.empty())
+          co_await self->sleep(*self->folders_[0], delay);
         if (self->stopped_) co_return;
-        for (auto& f : self->folders_) net::co_spawn(self->strand_, self->run_folder(f), net::detached);
+        for (auto& f : self->folders_)
+          net::co_spawn(self->strand_, self->run_folder(f), net::detached);
       },
       net::detached);
 }
@@ -143,7 +151,8 @@ void MailboxSession::update_aggregate() {
   for (const auto& f : folders_) {
     if (severity(f->state) > severity(next.state)) next.state = f->state;
     if (!f->error.empty()) next.last_error = f->name + ": " + f->error;
-    if (f->connected_since && (!next.connected_since || *f->connected_since < *next.connected_since))
+    if (f->connected_since &&
+        (!next.connected_since || *f->connected_since < *next.connected_since))
       next.connected_since = f->connected_since;
   }
   if (folders_.empty()) next.state = SessionState::stopped;

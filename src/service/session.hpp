@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "core/types.hpp"
-#include "imap/client.hpp"
 #include "delivery/sink.hpp"
+#include "imap/client.hpp"
 #include "queue/task_queue.hpp"
 #include "service/options.hpp"
 #include "store/registry.hpp"
@@ -50,7 +50,7 @@ class MailboxSession : public std::enable_shared_from_this<MailboxSession> {
   struct Folder;
   boost::asio::awaitable<void> run_folder(std::shared_ptr<Folder> f);
   boost::asio::awaitable<void> take_baseline(Folder& f, imap::Client& c, std::uint32_t uidvalidity,
-                                            std::uint32_t uidnext);
+                                             std::uint32_t uidnext);
   boost::asio::awaitable<void> check_new(const std::shared_ptr<Folder>& f, imap::Client& c);
   std::uint32_t checkpoint_uid(const Folder& f) const;
   boost::asio::awaitable<void> sleep(Folder& f, std::chrono::milliseconds d);

@@ -38,8 +38,8 @@ json::object to_object(const MailboxRecord& r) {
                     {"tls_insecure", c.imap.tls.insecure}};
   json::array folders;
   for (const auto& f : c.folders) folders.emplace_back(f);
-  json::object o{{"id", c.id}, {"email", c.email}, {"imap", std::move(imap)},
-                 {"folders", std::move(folders)}};
+  json::object o{
+      {"id", c.id}, {"email", c.email}, {"imap", std::move(imap)}, {"folders", std::move(folders)}};
   if (c.since) o["since"] = core::format_rfc3339(*c.since);
   if (c.webhook)
     o["webhook"] = json::object{{"url", c.webhook->url}, {"secret", c.webhook->secret.reveal()}};
@@ -67,10 +67,12 @@ MailboxRecord from_object(const json::object& o) {
   c.imap.security = *sec;
   c.imap.username = json::value_to<std::string>(imap.at("username"));
   c.imap.password = core::Secret(json::value_to<std::string>(imap.at("password")));
-  if (auto* v = imap.if_contains("tls_ca_file")) c.imap.tls.ca_file = json::value_to<std::string>(*v);
+  if (auto* v = imap.if_contains("tls_ca_file"))
+    c.imap.tls.ca_file = json::value_to<std::string>(*v);
   if (auto* v = imap.if_contains("tls_insecure")) c.imap.tls.insecure = v->as_bool();
   c.folders.clear();
-  for (const auto& f : o.at("folders").as_array()) c.folders.push_back(json::value_to<std::string>(f));
+  for (const auto& f : o.at("folders").as_array())
+    c.folders.push_back(json::value_to<std::string>(f));
   if (auto* v = o.if_contains("since")) c.since = core::parse_rfc3339(v->as_string());
   if (auto* v = o.if_contains("webhook")) {
     const auto& w = v->as_object();
@@ -138,7 +140,8 @@ void MemoryRegistry::load() {
   } catch (const std::exception& e) {
     throw std::runtime_error("corrupt state file " + opts_.state_file + ": " + e.what());
   }
-  log::info("state_loaded", {{"file", opts_.state_file}, {"mailboxes", std::to_string(records_.size())}});
+  log::info("state_loaded",
+            {{"file", opts_.state_file}, {"mailboxes", std::to_string(records_.size())}});
 }
 
 std::string MemoryRegistry::snapshot() const {

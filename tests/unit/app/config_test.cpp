@@ -1,9 +1,9 @@
+#include "app/config.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <fstream>
-
-#include "app/config.hpp"
 
 using namespace el::app;
 using Env = std::map<std::string, std::string>;
@@ -24,9 +24,10 @@ TEST(Config, FlagsEnvAndFileWithPrecedence) {
   const std::string file = "/tmp/el-config-test.json";
   std::ofstream(file) << R"({"webhook_url":"http://file.test/h","log_level":"warn","threads":3,
                              "api_token":["a","b"]})";
-  Env env{{"EL_WEBHOOK_URL", "http://env.test/h"}, {"EL_STATE_FILE", "/tmp/s.json"},
-          {"PATH", "/bin"}};
-  auto c = parse_serve_config({"--config", file, "--listen", "[::1]:9000", "--log-level=debug"}, env);
+  Env env{
+      {"EL_WEBHOOK_URL", "http://env.test/h"}, {"EL_STATE_FILE", "/tmp/s.json"}, {"PATH", "/bin"}};
+  auto c =
+      parse_serve_config({"--config", file, "--listen", "[::1]:9000", "--log-level=debug"}, env);
   EXPECT_EQ(c.listen_host, "::1");
   EXPECT_EQ(c.listen_port, 9000);
   EXPECT_EQ(c.service.default_webhook->url, "http://env.test/h");  // env beats file

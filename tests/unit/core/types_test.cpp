@@ -1,9 +1,10 @@
+#include "core/types.hpp"
+
 #include <gtest/gtest.h>
 
 #include <sstream>
 
 #include "core/event.hpp"
-#include "core/types.hpp"
 
 using namespace el::core;
 
@@ -48,6 +49,7 @@ TEST(Secret, NeverPrints) {
 
 TEST(Event, SerializesAllFields) {
   Event e{"id1", "message.new", "mb", "2024-01-01T00:00:00.000Z", {{"uid", 5}}};
-  EXPECT_EQ(serialize(e),
-            R"({"id":"id1","type":"message.new","mailbox_id":"mb","created_at":"2024-01-01T00:00:00.000Z","data":{"uid":5}})");
+  EXPECT_EQ(
+      serialize(e),
+      R"({"id":"id1","type":"message.new","mailbox_id":"mb","created_at":"2024-01-01T00:00:00.000Z","data":{"uid":5}})");
 }

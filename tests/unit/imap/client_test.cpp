@@ -408,7 +408,6 @@ TEST(ImapClient, LogoutNeverThrows) {
   }
 }
 
-
 net::awaitable<void> sizes_then_header(Client& c) {
   co_await c.start(false);
   auto sizes = co_await c.uid_fetch("7,9", Client::FetchBody::none);

@@ -1,15 +1,15 @@
+#include "queue/inproc_queue.hpp"
+
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <atomic>
 #include <thread>
-
-#include "queue/inproc_queue.hpp"
 
 namespace net = boost::asio;
 using namespace el::queue;

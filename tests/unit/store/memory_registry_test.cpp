@@ -1,11 +1,11 @@
+#include "store/memory_registry.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
 #include <thread>
-
-#include "store/memory_registry.hpp"
 
 using namespace el;
 using store::MailboxRecord;
