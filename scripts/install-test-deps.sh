@@ -7,7 +7,7 @@
 set -euo pipefail
 
 packages=(dovecot-imapd dovecot-lmtpd openssl python3 curl ca-certificates passwd procps
-          libgtest-dev libgmock-dev libbenchmark-dev)
+          libgtest-dev libgmock-dev libbenchmark-dev clang-format)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "install-test-deps.sh: run as root (apt-get, useradd)" >&2
