@@ -5,6 +5,7 @@ import time
 import unittest
 
 from harness.base import IntegrationCase, log
+from harness.service import mailbox_payload
 
 WINDOW = 10.0
 MAX_ATTEMPTS = 4  # the first one + one per 3 s of --auth-retry
@@ -14,6 +15,7 @@ class AuthFailureTest(IntegrationCase):
     # No per-IP penalty and no failure delay in Dovecot: a client retrying in a tight loop
     # would show dozens of attempts here instead of being slowed down by the server.
     dovecot_options = {'auth_penalty': False, 'auth_failure_delay': 0}
+
     def test_wrong_password(self):
         mark = self.dovecot.log_mark()
         t0 = time.monotonic()
@@ -48,6 +50,29 @@ class AuthFailureTest(IntegrationCase):
         self.assertNotIn(self.secret, text)
         r = self.service.request('GET', f'/v1/mailboxes/{mid}')
         self.assertNotIn('wrong-password-x7', r.text)
+
+    def test_put_with_the_right_password_recovers(self):
+        mid = self.register('user2', wait_idle=False, password='stale-password-q4')
+        self.service.wait_state(mid, 'auth_failed', timeout=20)
+        # The application fixes the credentials; the password is the only change.
+        body = mailbox_payload(self.dovecot, 'user2')
+        r = self.service.request('PUT', f'/v1/mailboxes/{mid}', body)
+        self.assertEqual(r.status, 200, r.text)
+        st = self.service.wait_state(mid, 'idle', timeout=20)
+        self.assertNotIn('last_error', st)
+        self.inject('user2', 'after the fix')
+        msgs = self.hook.wait_messages(1, 20, mailbox_id=mid)
+        self.assertEqual(msgs[0].data.get('subject'), 'after the fix')
+        states = [d.data.get('state') for d in self.hook.events('mailbox.state', mailbox_id=mid)]
+        self.assertEqual(states[:1], ['auth_failed'], states)
+        self.assertIn('idle', states)
+        # A PUT without the password keeps the stored one: still idle, no new login failure.
+        body['imap'].pop('password')
+        body['folders'] = ['INBOX']
+        r = self.service.request('PUT', f'/v1/mailboxes/{mid}', body)
+        self.assertEqual(r.status, 200, r.text)
+        time.sleep(1.0)
+        self.service.wait_state(mid, 'idle', timeout=20)
 
 
 if __name__ == '__main__':
