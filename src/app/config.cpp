@@ -9,6 +9,8 @@
 #include <sstream>
 #include <thread>
 
+#include "core/secret_box.hpp"
+
 namespace el::app {
 
 namespace json = boost::json;
@@ -149,6 +151,11 @@ const std::vector<Option>& options() {
        [](Config& c, const std::string& v) { c.webhook.ca_file = v; }},
       {"state-file", Kind::value, "persist the registry and checkpoints here",
        [](Config& c, const std::string& v) { c.state_file = v; }},
+      {"secret-key", Kind::value,
+       "32 bytes in base64: credentials in the state file are encrypted (AES-256-GCM)",
+       [](Config& c, const std::string& v) { c.secret_key = core::Secret(v); }},
+      {"secret-key-old", Kind::value, "the previous --secret-key while rotating (read only)",
+       [](Config& c, const std::string& v) { c.secret_key_old = core::Secret(v); }},
       {"log-level", Kind::value, "debug, info, warn, error (info)",
        [](Config& c, const std::string& v) {
          if (!log::parse_level(v, c.log_level))
@@ -365,6 +372,15 @@ Config parse_serve_config(const std::vector<std::string>& args,
   if (c.service.session.recheck_interval.count() <= 0 ||
       c.service.session.idle_refresh.count() <= 0)
     throw ConfigError("--idle-refresh and --recheck-interval must be positive");
+  if (!c.secret_key_old.empty() && c.secret_key.empty())
+    throw ConfigError("--secret-key-old (EL_SECRET_KEY_OLD) needs --secret-key (EL_SECRET_KEY)");
+  if (!c.secret_key.empty()) {
+    try {
+      (void)core::SecretBox::from_base64(c.secret_key.reveal(), c.secret_key_old.reveal());
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(e.what());  // names the variable, never echoes the key
+    }
+  }
   if (c.threads == 0) c.threads = std::max(1u, std::thread::hardware_concurrency());
   return c;
 }

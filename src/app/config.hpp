@@ -24,6 +24,8 @@ struct Config {
   std::vector<std::string> api_tokens;
   bool insecure_no_auth = false;
   std::string state_file;
+  core::Secret secret_key;      // base64 of 32 bytes: seals credentials in the state file
+  core::Secret secret_key_old;  // rotation: still opens, never seals
   log::Level log_level = log::Level::info;
   log::Format log_format = log::Format::text;
   unsigned threads = 0;  // 0: CPU count

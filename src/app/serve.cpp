@@ -24,7 +24,12 @@ int serve(const Config& cfg) {
   log::configure(cfg.log_level, cfg.log_format);
   net::io_context ioc(static_cast<int>(cfg.threads));
 
-  store::MemoryRegistry registry({cfg.state_file});
+  store::MemoryRegistryOptions ropts;
+  ropts.state_file = cfg.state_file;
+  if (!cfg.secret_key.empty())
+    ropts.secret_box = std::make_shared<const core::SecretBox>(
+        core::SecretBox::from_base64(cfg.secret_key.reveal(), cfg.secret_key_old.reveal()));
+  store::MemoryRegistry registry(ropts);
   delivery::WebhookSink sink(ioc.get_executor(), cfg.webhook);
   service::Fetcher fetcher(ioc.get_executor(), registry, sink, cfg.service, cfg.threads);
   queue::InprocQueue tasks(
@@ -49,6 +54,7 @@ int serve(const Config& cfg) {
   log::info("started", {{"version", kVersion},
                         {"listen", cfg.listen_host + ":" + std::to_string(server.port())},
                         {"state_file", cfg.state_file.empty() ? "(memory only)" : cfg.state_file},
+                        {"credentials", cfg.secret_key.empty() ? "plain" : "encrypted"},
                         {"mailboxes", std::to_string(registry.size())},
                         {"threads", std::to_string(cfg.threads)}});
 

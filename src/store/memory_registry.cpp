@@ -27,13 +27,32 @@ const core::FolderCheckpoint* MailboxRecord::checkpoint(std::string_view folder)
 
 namespace {
 
-json::object to_object(const MailboxRecord& r) {
+std::string seal(const core::Secret& secret, const std::string& id, const core::SecretBox* box) {
+  if (!box || secret.empty()) return secret.reveal();
+  return box->seal(secret.reveal(), id);
+}
+
+core::Secret unseal(const json::value& v, const std::string& id, const core::SecretBox* box) {
+  std::string text = json::value_to<std::string>(v);
+  if (!core::SecretBox::is_sealed(text)) return core::Secret(std::move(text));
+  if (!box)
+    throw std::runtime_error("the credentials of mailbox " + id +
+                             " are encrypted: set EL_SECRET_KEY (and EL_SECRET_KEY_OLD while "
+                             "rotating keys)");
+  auto plain = box->open(text, id);
+  if (!plain)
+    throw std::runtime_error("cannot decrypt the credentials of mailbox " + id +
+                             ": wrong EL_SECRET_KEY (or EL_SECRET_KEY_OLD)?");
+  return core::Secret(std::move(*plain));
+}
+
+json::object to_object(const MailboxRecord& r, const core::SecretBox* box) {
   const auto& c = r.config;
   json::object imap{{"host", c.imap.host},
                     {"port", c.imap.port},
                     {"security", core::to_string(c.imap.security)},
                     {"username", c.imap.username},
-                    {"password", c.imap.password.reveal()},
+                    {"password", seal(c.imap.password, c.id, box)},
                     {"tls_ca_file", c.imap.tls.ca_file},
                     {"tls_insecure", c.imap.tls.insecure}};
   json::array folders;
@@ -42,7 +61,8 @@ json::object to_object(const MailboxRecord& r) {
       {"id", c.id}, {"email", c.email}, {"imap", std::move(imap)}, {"folders", std::move(folders)}};
   if (c.since) o["since"] = core::format_rfc3339(*c.since);
   if (c.webhook)
-    o["webhook"] = json::object{{"url", c.webhook->url}, {"secret", c.webhook->secret.reveal()}};
+    o["webhook"] =
+        json::object{{"url", c.webhook->url}, {"secret", seal(c.webhook->secret, c.id, box)}};
   json::array cps;
   for (const auto& cp : r.checkpoints)
     cps.emplace_back(json::object{
@@ -54,7 +74,7 @@ json::object to_object(const MailboxRecord& r) {
   return o;
 }
 
-MailboxRecord from_object(const json::object& o) {
+MailboxRecord from_object(const json::object& o, const core::SecretBox* box) {
   MailboxRecord r;
   auto& c = r.config;
   c.id = json::value_to<std::string>(o.at("id"));
@@ -66,7 +86,7 @@ MailboxRecord from_object(const json::object& o) {
   if (!sec) throw std::runtime_error("bad security value for mailbox " + c.id);
   c.imap.security = *sec;
   c.imap.username = json::value_to<std::string>(imap.at("username"));
-  c.imap.password = core::Secret(json::value_to<std::string>(imap.at("password")));
+  c.imap.password = unseal(imap.at("password"), c.id, box);
   if (auto* v = imap.if_contains("tls_ca_file"))
     c.imap.tls.ca_file = json::value_to<std::string>(*v);
   if (auto* v = imap.if_contains("tls_insecure")) c.imap.tls.insecure = v->as_bool();
@@ -77,7 +97,7 @@ MailboxRecord from_object(const json::object& o) {
   if (auto* v = o.if_contains("webhook")) {
     const auto& w = v->as_object();
     c.webhook = core::WebhookTarget{json::value_to<std::string>(w.at("url")),
-                                    core::Secret(json::value_to<std::string>(w.at("secret")))};
+                                    unseal(w.at("secret"), c.id, box)};
   }
   for (const auto& v : o.at("checkpoints").as_array()) {
     const auto& cp = v.as_object();
@@ -98,10 +118,12 @@ MailboxRecord from_object(const json::object& o) {
 
 }  // namespace
 
-std::string record_to_json(const MailboxRecord& r) { return json::serialize(to_object(r)); }
+std::string record_to_json(const MailboxRecord& r, const core::SecretBox* box) {
+  return json::serialize(to_object(r, box));
+}
 
-MailboxRecord record_from_json(std::string_view text) {
-  return from_object(json::parse(text).as_object());
+MailboxRecord record_from_json(std::string_view text, const core::SecretBox* box) {
+  return from_object(json::parse(text).as_object(), box);
 }
 
 MemoryRegistry::MemoryRegistry(MemoryRegistryOptions opts) : opts_(std::move(opts)) {
@@ -134,11 +156,11 @@ void MemoryRegistry::load() {
     if (doc.at("version").to_number<int>() != 1)
       throw std::runtime_error("unsupported state file version");
     for (const auto& v : doc.at("mailboxes").as_array()) {
-      auto r = from_object(v.as_object());
+      auto r = from_object(v.as_object(), opts_.secret_box.get());
       records_.emplace(r.config.id, std::move(r));
     }
   } catch (const std::exception& e) {
-    throw std::runtime_error("corrupt state file " + opts_.state_file + ": " + e.what());
+    throw std::runtime_error("cannot load state file " + opts_.state_file + ": " + e.what());
   }
   log::info("state_loaded",
             {{"file", opts_.state_file}, {"mailboxes", std::to_string(records_.size())}});
@@ -149,7 +171,7 @@ std::string MemoryRegistry::snapshot() const {
   {
     std::lock_guard lk(mu_);
     arr.reserve(records_.size());
-    for (const auto& [id, r] : records_) arr.emplace_back(to_object(r));
+    for (const auto& [id, r] : records_) arr.emplace_back(to_object(r, opts_.secret_box.get()));
   }
   return json::serialize(json::object{{"version", 1}, {"mailboxes", std::move(arr)}});
 }

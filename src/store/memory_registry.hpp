@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include "core/secret_box.hpp"
 #include "store/registry.hpp"
 
 namespace el::store {
@@ -16,6 +17,10 @@ namespace el::store {
 struct MemoryRegistryOptions {
   std::string state_file;                      // empty: memory only
   std::chrono::milliseconds write_delay{100};  // coalescing window for background writes
+  // Seals passwords and webhook secrets in the state file (AES-256-GCM, the mailbox id as
+  // associated data). Without it they are written in clear. Plain values found on load are
+  // accepted and sealed at the next write; sealed values without a key refuse to load.
+  std::shared_ptr<const core::SecretBox> secret_box;
 };
 
 class MemoryRegistry final : public Registry {
@@ -56,9 +61,10 @@ class MemoryRegistry final : public Registry {
   std::thread writer_;
 };
 
-// Record <-> JSON, shared by the state file and the Redis adapter. Secrets are included:
-// the caller decides where this text may go.
-std::string record_to_json(const MailboxRecord& r);
-MailboxRecord record_from_json(std::string_view text);
+// Record <-> JSON, shared by the state file and the Redis adapter. Secrets are included, sealed
+// when a box is given: the caller decides where this text may go. from_json throws
+// std::runtime_error for sealed secrets it cannot open.
+std::string record_to_json(const MailboxRecord& r, const core::SecretBox* box = nullptr);
+MailboxRecord record_from_json(std::string_view text, const core::SecretBox* box = nullptr);
 
 }  // namespace el::store

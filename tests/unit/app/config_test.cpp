@@ -95,3 +95,19 @@ TEST(Config, SecretIsNotInUsage) {
   EXPECT_NE(serve_usage().find("--webhook-url"), std::string::npos);
   EXPECT_NE(serve_usage().find("--state-file"), std::string::npos);
 }
+
+TEST(Config, SecretKeysAreCheckedAtStartWithoutEchoingThem) {
+  const std::string good = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+  auto c = parse_serve_config({}, {{"EL_SECRET_KEY", good}});
+  EXPECT_EQ(c.secret_key.reveal(), good);
+  try {
+    parse_serve_config({}, {{"EL_SECRET_KEY", "dG9vLXNob3J0LWtleQ=="}});
+    ADD_FAILURE() << "a 13-byte key was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("EL_SECRET_KEY"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("dG9vLXNob3J0LWtleQ"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(parse_serve_config({}, {{"EL_SECRET_KEY_OLD", good}}), ConfigError);
+  EXPECT_THROW(parse_serve_config({"--secret-key", good, "--secret-key-old", "x"}, {}),
+               ConfigError);
+}

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 using namespace el;
@@ -28,6 +29,17 @@ MailboxRecord record(const std::string& id) {
   return r;
 }
 
+store::MemoryRegistryOptions opts(
+    const std::string& file = {},
+    std::chrono::milliseconds write_delay = std::chrono::milliseconds(100),
+    std::shared_ptr<const core::SecretBox> secret_box = nullptr) {
+  store::MemoryRegistryOptions o;
+  o.state_file = file;
+  o.write_delay = write_delay;
+  o.secret_box = std::move(secret_box);
+  return o;
+}
+
 struct TempDir {
   std::filesystem::path path;
   TempDir() {
@@ -40,7 +52,7 @@ struct TempDir {
 }  // namespace
 
 TEST(MemoryRegistry, AddGetRemove) {
-  MemoryRegistry reg({});
+  MemoryRegistry reg(opts());
   EXPECT_TRUE(reg.add(record("a")));
   EXPECT_FALSE(reg.add(record("a")));
   auto got = reg.get("a");
@@ -53,7 +65,7 @@ TEST(MemoryRegistry, AddGetRemove) {
 }
 
 TEST(MemoryRegistry, ListPagesInIdOrder) {
-  MemoryRegistry reg({});
+  MemoryRegistry reg(opts());
   for (auto id : {"c", "a", "e", "b", "d"}) reg.add(record(id));
   auto p1 = reg.list("", 2);
   ASSERT_EQ(p1.size(), 2u);
@@ -67,7 +79,7 @@ TEST(MemoryRegistry, ListPagesInIdOrder) {
 }
 
 TEST(MemoryRegistry, CheckpointsAreFencedByEpoch) {
-  MemoryRegistry reg({});
+  MemoryRegistry reg(opts());
   reg.add(record("a"));
   EXPECT_TRUE(reg.save_checkpoint("a", 1, {"INBOX", 7, 10}, 1));
   EXPECT_TRUE(reg.save_checkpoint("a", 1, {"INBOX", 7, 11}, 1));
@@ -87,7 +99,7 @@ TEST(MemoryRegistry, CheckpointsAreFencedByEpoch) {
 }
 
 TEST(MemoryRegistry, NewAccountDropsCheckpoints) {
-  MemoryRegistry reg({});
+  MemoryRegistry reg(opts());
   reg.add(record("a"));
   reg.save_checkpoint("a", 1, {"INBOX", 7, 10}, 0);
   auto cfg = record("a").config;
@@ -101,7 +113,7 @@ TEST(MemoryRegistry, StateFileSurvivesRestart) {
   TempDir dir;
   const auto file = (dir.path / "state.json").string();
   {
-    MemoryRegistry reg({file});
+    MemoryRegistry reg(opts(file));
     reg.add(record("a"));
     reg.add(record("b"));
     reg.save_checkpoint("a", 1, {"INBOX", 42, 1234}, 5);
@@ -111,7 +123,7 @@ TEST(MemoryRegistry, StateFileSurvivesRestart) {
     ASSERT_EQ(::stat(file.c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0600u) << "the state file holds passwords";
   }
-  MemoryRegistry again({file});
+  MemoryRegistry again(opts(file));
   EXPECT_EQ(again.size(), 1u);
   auto a = again.get("a");
   ASSERT_TRUE(a);
@@ -128,11 +140,11 @@ TEST(MemoryRegistry, StateFileSurvivesRestart) {
 TEST(MemoryRegistry, ChangesWithoutFlushAreWrittenInBackground) {
   TempDir dir;
   const auto file = (dir.path / "state.json").string();
-  MemoryRegistry reg({file, std::chrono::milliseconds(10)});
+  MemoryRegistry reg(opts(file, std::chrono::milliseconds(10)));
   reg.add(record("a"));
   for (int i = 0; i < 200 && !std::filesystem::exists(file); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  MemoryRegistry copy({file});
+  MemoryRegistry copy(opts(file));
   EXPECT_TRUE(copy.get("a"));
 }
 
@@ -140,13 +152,13 @@ TEST(MemoryRegistry, CorruptStateFileIsRefused) {
   TempDir dir;
   const auto file = (dir.path / "state.json").string();
   std::ofstream(file) << "{\"version\":1,\"mailboxes\":[{\"id\":";
-  EXPECT_THROW(MemoryRegistry({file}), std::runtime_error);
+  EXPECT_THROW(MemoryRegistry(opts(file)), std::runtime_error);
   std::ofstream(file, std::ios::trunc) << "{\"version\":99,\"mailboxes\":[]}";
-  EXPECT_THROW(MemoryRegistry({file}), std::runtime_error);
+  EXPECT_THROW(MemoryRegistry(opts(file)), std::runtime_error);
 }
 
 TEST(MemoryRegistry, ConcurrentCheckpointsAllCounted) {
-  MemoryRegistry reg({});
+  MemoryRegistry reg(opts());
   reg.add(record("a"));
   std::vector<std::thread> ts;
   for (int t = 0; t < 4; ++t)
@@ -174,13 +186,89 @@ TEST(MemoryRegistry, FlushDoesNotWaitForTheCoalescingWindow) {
   TempDir dir;
   const auto file = (dir.path / "state.json").string();
   // A long window for background writes: flush() must still return at once.
-  MemoryRegistry reg({file, std::chrono::milliseconds(5000)});
+  MemoryRegistry reg(opts(file, std::chrono::milliseconds(5000)));
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < 5; ++i) {
     reg.add(record("m" + std::to_string(i)));
     reg.flush();
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(2500));
-  MemoryRegistry copy({file});
+  MemoryRegistry copy(opts(file));
   EXPECT_EQ(copy.size(), 5u);
+}
+
+namespace {
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+const char* kKeyA = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const char* kKeyB = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+std::shared_ptr<const core::SecretBox> box(const char* key, const char* old = "") {
+  return std::make_shared<const core::SecretBox>(core::SecretBox::from_base64(key, old));
+}
+}  // namespace
+
+TEST(MemoryRegistry, CredentialsAreEncryptedInTheStateFile) {
+  TempDir dir;
+  const auto file = (dir.path / "state.json").string();
+  {
+    MemoryRegistry reg(opts(file, std::chrono::milliseconds(10), box(kKeyA)));
+    reg.add(record("a"));
+    reg.flush();
+  }
+  const std::string text = read_file(file);
+  EXPECT_EQ(text.find("pw-a"), std::string::npos) << "password in clear: " << text;
+  EXPECT_EQ(text.find("\"s3\""), std::string::npos) << "webhook secret in clear: " << text;
+  EXPECT_NE(text.find("enc:v1:"), std::string::npos);
+  // Same key: readable.
+  MemoryRegistry again(opts(file, std::chrono::milliseconds(10), box(kKeyA)));
+  EXPECT_EQ(again.get("a")->config.imap.password.reveal(), "pw-a");
+  EXPECT_EQ(again.get("a")->config.webhook->secret.reveal(), "s3");
+}
+
+TEST(MemoryRegistry, EncryptedStateNeedsTheKey) {
+  TempDir dir;
+  const auto file = (dir.path / "state.json").string();
+  {
+    MemoryRegistry reg(opts(file, std::chrono::milliseconds(10), box(kKeyA)));
+    reg.add(record("a"));
+    reg.flush();
+  }
+  try {
+    MemoryRegistry none(opts(file));
+    ADD_FAILURE() << "loaded encrypted credentials without a key";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("EL_SECRET_KEY"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(MemoryRegistry(opts(file, std::chrono::milliseconds(10), box(kKeyB))),
+               std::runtime_error);
+}
+
+TEST(MemoryRegistry, KeyRotationAndMigrationFromPlaintext) {
+  TempDir dir;
+  const auto file = (dir.path / "state.json").string();
+  {
+    MemoryRegistry plain(opts(file));  // an older state file, in clear
+    plain.add(record("a"));
+    plain.flush();
+  }
+  {
+    MemoryRegistry sealed(opts(file, std::chrono::milliseconds(10), box(kKeyA)));
+    EXPECT_EQ(sealed.get("a")->config.imap.password.reveal(), "pw-a");
+    sealed.save_checkpoint("a", 1, {"INBOX", 1, 1}, 0);  // any change rewrites, sealed
+    sealed.flush();
+  }
+  EXPECT_EQ(read_file(file).find("pw-a"), std::string::npos);
+  {
+    // Rotation: B seals, A still opens; after a write, B alone is enough.
+    MemoryRegistry rotating(opts(file, std::chrono::milliseconds(10), box(kKeyB, kKeyA)));
+    EXPECT_EQ(rotating.get("a")->config.imap.password.reveal(), "pw-a");
+    rotating.save_checkpoint("a", 1, {"INBOX", 1, 2}, 0);
+    rotating.flush();
+  }
+  MemoryRegistry rotated(opts(file, std::chrono::milliseconds(10), box(kKeyB)));
+  EXPECT_EQ(rotated.get("a")->config.imap.password.reveal(), "pw-a");
 }
