@@ -247,6 +247,19 @@ void MailboxSession::request_fetch(const std::shared_ptr<Folder>& f) {
     trigger_task(f);
 }
 
+milliseconds MailboxSession::retry_delay(Folder& f, const TaskResult& r) {
+  // The sink refused or the download failed: the backlog waits on the mail server, not in
+  // memory, and is retried from the checkpoint after a growing delay.
+  ++f.task_failures;
+  const auto delay = backoff(f.task_failures);
+  log::warn("fetch_task_retry", {{"mailbox", cfg_.id},
+                                 {"folder", f.name},
+                                 {"error", r.error},
+                                 {"last_uid", std::to_string(r.last_uid)},
+                                 {"retry_in_ms", std::to_string(delay.count())}});
+  return delay;
+}
+
 net::awaitable<void> MailboxSession::fetch_inline(Folder& f, imap::Client& c) {
   queue::FetchTask task{cfg_.id, f.name, f.uidvalidity, checkpoint_uid(f), epoch_, &c};
   const TaskResult r = co_await deps_.queue.submit(task);
@@ -257,15 +270,7 @@ net::awaitable<void> MailboxSession::fetch_inline(Folder& f, imap::Client& c) {
       break;
     case TaskResult::Status::retry_later: {
       if (r.connection_failed) throw imap::Error(imap::ErrorKind::io, r.error);
-      // The sink refused: the backlog waits on the mail server, not in memory.
-      ++f.task_failures;
-      const auto delay = backoff(f.task_failures);
-      f.retry_at = std::chrono::steady_clock::now() + delay;
-      log::warn("fetch_task_retry", {{"mailbox", cfg_.id},
-                                     {"folder", f.name},
-                                     {"error", r.error},
-                                     {"last_uid", std::to_string(r.last_uid)},
-                                     {"retry_in_ms", std::to_string(delay.count())}});
+      f.retry_at = std::chrono::steady_clock::now() + retry_delay(f, r);
       break;
     }
     case TaskResult::Status::reset:
@@ -310,15 +315,7 @@ net::awaitable<void> MailboxSession::run_task(std::shared_ptr<Folder> f) {
       if (f->pending) trigger_task(f);
       break;
     case TaskResult::Status::retry_later: {
-      // The backlog waits on the mail server, not in memory: retry from the checkpoint later.
-      ++f->task_failures;
-      const auto delay = backoff(f->task_failures);
-      log::warn("fetch_task_retry", {{"mailbox", cfg_.id},
-                                     {"folder", f->name},
-                                     {"error", r.error},
-                                     {"last_uid", std::to_string(r.last_uid)},
-                                     {"retry_in_ms", std::to_string(delay.count())}});
-      f->retry_timer.expires_after(delay);
+      f->retry_timer.expires_after(retry_delay(*f, r));
       co_await f->retry_timer.async_wait(net::as_tuple(net::use_awaitable));
       f->in_flight = false;
       if (!stopped_) trigger_task(f);

@@ -62,6 +62,8 @@ class MailboxSession : public std::enable_shared_from_this<MailboxSession> {
   void update_aggregate();  // on the strand, after a folder changed
   void emit(core::Event ev);
   std::chrono::milliseconds backoff(int attempt) const;
+  // Counts a failed fetch task, logs it and returns how long to wait before the next one.
+  std::chrono::milliseconds retry_delay(Folder& f, const queue::TaskResult& r);
 
   boost::asio::any_io_executor strand_;
   SessionDeps deps_;
