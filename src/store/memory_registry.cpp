@@ -27,7 +27,8 @@ const core::FolderCheckpoint* MailboxRecord::checkpoint(std::string_view folder)
 
 namespace {
 
-std::string seal(const core::Secret& secret, const std::string& id, const core::SecretBox* box) {
+std::string seal_secret(const core::Secret& secret, const std::string& id,
+                        const core::SecretBox* box) {
   if (!box || secret.empty()) return secret.reveal();
   return box->seal(secret.reveal(), id);
 }
@@ -46,23 +47,28 @@ core::Secret unseal(const json::value& v, const std::string& id, const core::Sec
   return core::Secret(std::move(*plain));
 }
 
-json::object to_object(const MailboxRecord& r, const core::SecretBox* box) {
+// sealed_password / sealed_secret: already sealed values to write, or null to seal here.
+json::object to_object(const MailboxRecord& r, const core::SecretBox* box,
+                       const std::string* sealed_password = nullptr,
+                       const std::string* sealed_secret = nullptr) {
   const auto& c = r.config;
-  json::object imap{{"host", c.imap.host},
-                    {"port", c.imap.port},
-                    {"security", core::to_string(c.imap.security)},
-                    {"username", c.imap.username},
-                    {"password", seal(c.imap.password, c.id, box)},
-                    {"tls_ca_file", c.imap.tls.ca_file},
-                    {"tls_insecure", c.imap.tls.insecure}};
+  json::object imap{
+      {"host", c.imap.host},
+      {"port", c.imap.port},
+      {"security", core::to_string(c.imap.security)},
+      {"username", c.imap.username},
+      {"password", sealed_password ? *sealed_password : seal_secret(c.imap.password, c.id, box)},
+      {"tls_ca_file", c.imap.tls.ca_file},
+      {"tls_insecure", c.imap.tls.insecure}};
   json::array folders;
   for (const auto& f : c.folders) folders.emplace_back(f);
   json::object o{
       {"id", c.id}, {"email", c.email}, {"imap", std::move(imap)}, {"folders", std::move(folders)}};
   if (c.since) o["since"] = core::format_rfc3339(*c.since);
   if (c.webhook)
-    o["webhook"] =
-        json::object{{"url", c.webhook->url}, {"secret", seal(c.webhook->secret, c.id, box)}};
+    o["webhook"] = json::object{
+        {"url", c.webhook->url},
+        {"secret", sealed_secret ? *sealed_secret : seal_secret(c.webhook->secret, c.id, box)}};
   json::array cps;
   for (const auto& cp : r.checkpoints)
     cps.emplace_back(json::object{
@@ -157,6 +163,7 @@ void MemoryRegistry::load() {
       throw std::runtime_error("unsupported state file version");
     for (const auto& v : doc.at("mailboxes").as_array()) {
       auto r = from_object(v.as_object(), opts_.secret_box.get());
+      if (opts_.secret_box) sealed_[r.config.id] = seal(r.config);
       records_.emplace(r.config.id, std::move(r));
     }
   } catch (const std::exception& e) {
@@ -171,9 +178,26 @@ std::string MemoryRegistry::snapshot() const {
   {
     std::lock_guard lk(mu_);
     arr.reserve(records_.size());
-    for (const auto& [id, r] : records_) arr.emplace_back(to_object(r, opts_.secret_box.get()));
+    for (const auto& [id, r] : records_) {
+      const auto sealed = sealed_.find(id);
+      if (sealed == sealed_.end()) {
+        arr.emplace_back(to_object(r, nullptr));
+      } else {
+        arr.emplace_back(to_object(r, opts_.secret_box.get(), &sealed->second.password,
+                                   &sealed->second.webhook_secret));
+      }
+    }
   }
   return json::serialize(json::object{{"version", 1}, {"mailboxes", std::move(arr)}});
+}
+
+MemoryRegistry::Sealed MemoryRegistry::seal(const core::MailboxConfig& c) const {
+  Sealed out;
+  const auto* box = opts_.secret_box.get();
+  if (!box) return out;
+  out.password = seal_secret(c.imap.password, c.id, box);
+  if (c.webhook) out.webhook_secret = seal_secret(c.webhook->secret, c.id, box);
+  return out;
 }
 
 void MemoryRegistry::mark_dirty() {
@@ -262,10 +286,13 @@ void MemoryRegistry::flush() {
 }
 
 bool MemoryRegistry::add(const MailboxRecord& record) {
+  Sealed sealed = seal(record.config);  // outside the lock
   std::lock_guard lk(mu_);
   auto [it, inserted] = records_.emplace(record.config.id, record);
-  if (inserted) mark_dirty();
-  return inserted;
+  if (!inserted) return false;
+  if (opts_.secret_box) sealed_[record.config.id] = std::move(sealed);
+  mark_dirty();
+  return true;
 }
 
 std::optional<MailboxRecord> MemoryRegistry::get(std::string_view id) const {
@@ -290,6 +317,7 @@ std::size_t MemoryRegistry::size() const {
 }
 
 std::optional<std::uint64_t> MemoryRegistry::replace_config(const core::MailboxConfig& config) {
+  Sealed sealed = seal(config);  // outside the lock
   std::lock_guard lk(mu_);
   auto it = records_.find(config.id);
   if (it == records_.end()) return std::nullopt;
@@ -305,6 +333,7 @@ std::optional<std::uint64_t> MemoryRegistry::replace_config(const core::MailboxC
   }
   r.checkpoints = std::move(kept);
   r.config = config;
+  if (opts_.secret_box) sealed_[config.id] = std::move(sealed);
   ++r.epoch;
   mark_dirty();
   return r.epoch;
@@ -315,6 +344,7 @@ bool MemoryRegistry::remove(std::string_view id) {
   auto it = records_.find(id);
   if (it == records_.end()) return false;
   records_.erase(it);
+  sealed_.erase(std::string(id));
   mark_dirty();
   return true;
 }

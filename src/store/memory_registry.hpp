@@ -44,6 +44,14 @@ class MemoryRegistry final : public Registry {
   std::string snapshot() const;
 
  private:
+  // Credentials as written to the file, sealed once when they change rather than on every
+  // write (a write happens up to every write_delay while mail flows).
+  struct Sealed {
+    std::string password;
+    std::string webhook_secret;
+  };
+  Sealed seal(const core::MailboxConfig& c) const;  // empty when there is no secret box
+
   void mark_dirty();  // caller holds mu_
   void writer_loop();
   void write_file(const std::string& text);
@@ -53,8 +61,9 @@ class MemoryRegistry final : public Registry {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, MailboxRecord, std::less<>> records_;
-  std::uint64_t version_ = 0;  // bumped by every change
-  std::uint64_t written_ = 0;  // version last on disk
+  std::map<std::string, Sealed, std::less<>> sealed_;  // by mailbox id, with a secret box only
+  std::uint64_t version_ = 0;                          // bumped by every change
+  std::uint64_t written_ = 0;                          // version last on disk
   bool stopping_ = false;
   bool urgent_ = false;  // a flush() waits: write now, without the coalescing delay
   std::string write_error_;
