@@ -6,7 +6,8 @@
 # that owns the test maildirs (Dovecot will not run mail processes as root).
 set -euo pipefail
 
-packages=(dovecot-imapd dovecot-lmtpd openssl python3 curl ca-certificates passwd procps
+packages=(dovecot-imapd dovecot-lmtpd redis-server rabbitmq-server yamllint
+          openssl python3 curl ca-certificates passwd procps
           libgtest-dev libgmock-dev libbenchmark-dev clang-format)
 
 if [[ $(id -u) -ne 0 ]]; then

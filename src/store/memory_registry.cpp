@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "core/log.hpp"
+#include "store/record_json.hpp"
 
 namespace el::store {
 
@@ -27,110 +28,11 @@ const core::FolderCheckpoint* MailboxRecord::checkpoint(std::string_view folder)
 
 namespace {
 
-std::string seal_secret(const core::Secret& secret, const std::string& id,
-                        const core::SecretBox* box) {
-  if (!box || secret.empty()) return secret.reveal();
-  return box->seal(secret.reveal(), id);
-}
-
-core::Secret unseal(const json::value& v, const std::string& id, const core::SecretBox* box) {
-  std::string text = json::value_to<std::string>(v);
-  if (!core::SecretBox::is_sealed(text)) return core::Secret(std::move(text));
-  if (!box)
-    throw std::runtime_error("the credentials of mailbox " + id +
-                             " are encrypted: set EL_SECRET_KEY (and EL_SECRET_KEY_OLD while "
-                             "rotating keys)");
-  auto plain = box->open(text, id);
-  if (!plain)
-    throw std::runtime_error("cannot decrypt the credentials of mailbox " + id +
-                             ": wrong EL_SECRET_KEY (or EL_SECRET_KEY_OLD)?");
-  return core::Secret(std::move(*plain));
-}
-
-// sealed_password / sealed_secret: already sealed values to write, or null to seal here.
-json::object to_object(const MailboxRecord& r, const core::SecretBox* box,
-                       const std::string* sealed_password = nullptr,
-                       const std::string* sealed_secret = nullptr) {
-  const auto& c = r.config;
-  json::object imap{
-      {"host", c.imap.host},
-      {"port", c.imap.port},
-      {"security", core::to_string(c.imap.security)},
-      {"username", c.imap.username},
-      {"password", sealed_password ? *sealed_password : seal_secret(c.imap.password, c.id, box)},
-      {"tls_ca_file", c.imap.tls.ca_file},
-      {"tls_insecure", c.imap.tls.insecure}};
-  json::array folders;
-  for (const auto& f : c.folders) folders.emplace_back(f);
-  json::object o{
-      {"id", c.id}, {"email", c.email}, {"imap", std::move(imap)}, {"folders", std::move(folders)}};
-  if (c.since) o["since"] = core::format_rfc3339(*c.since);
-  if (c.webhook)
-    o["webhook"] = json::object{
-        {"url", c.webhook->url},
-        {"secret", sealed_secret ? *sealed_secret : seal_secret(c.webhook->secret, c.id, box)}};
-  json::array cps;
-  for (const auto& cp : r.checkpoints)
-    cps.emplace_back(json::object{
-        {"name", cp.name}, {"uidvalidity", cp.uidvalidity}, {"last_uid", cp.last_uid}});
-  o["checkpoints"] = std::move(cps);
-  o["delivered"] = r.delivered;
-  o["epoch"] = r.epoch;
-  o["created_at"] = r.created_at;
-  return o;
-}
-
-MailboxRecord from_object(const json::object& o, const core::SecretBox* box) {
-  MailboxRecord r;
-  auto& c = r.config;
-  c.id = json::value_to<std::string>(o.at("id"));
-  c.email = json::value_to<std::string>(o.at("email"));
-  const auto& imap = o.at("imap").as_object();
-  c.imap.host = json::value_to<std::string>(imap.at("host"));
-  c.imap.port = static_cast<std::uint16_t>(imap.at("port").to_number<std::int64_t>());
-  auto sec = core::security_from_string(imap.at("security").as_string());
-  if (!sec) throw std::runtime_error("bad security value for mailbox " + c.id);
-  c.imap.security = *sec;
-  c.imap.username = json::value_to<std::string>(imap.at("username"));
-  c.imap.password = unseal(imap.at("password"), c.id, box);
-  if (auto* v = imap.if_contains("tls_ca_file"))
-    c.imap.tls.ca_file = json::value_to<std::string>(*v);
-  if (auto* v = imap.if_contains("tls_insecure")) c.imap.tls.insecure = v->as_bool();
-  c.folders.clear();
-  for (const auto& f : o.at("folders").as_array())
-    c.folders.push_back(json::value_to<std::string>(f));
-  if (auto* v = o.if_contains("since")) c.since = core::parse_rfc3339(v->as_string());
-  if (auto* v = o.if_contains("webhook")) {
-    const auto& w = v->as_object();
-    c.webhook = core::WebhookTarget{json::value_to<std::string>(w.at("url")),
-                                    unseal(w.at("secret"), c.id, box)};
-  }
-  for (const auto& v : o.at("checkpoints").as_array()) {
-    const auto& cp = v.as_object();
-    r.checkpoints.push_back(
-        {json::value_to<std::string>(cp.at("name")),
-         static_cast<std::uint32_t>(cp.at("uidvalidity").to_number<std::int64_t>()),
-         static_cast<std::uint32_t>(cp.at("last_uid").to_number<std::int64_t>())});
-  }
-  r.delivered = o.at("delivered").to_number<std::uint64_t>();
-  r.epoch = o.at("epoch").to_number<std::uint64_t>();
-  r.created_at = json::value_to<std::string>(o.at("created_at"));
-  return r;
-}
-
 [[noreturn]] void throw_errno(const std::string& what) {
   throw std::runtime_error(what + ": " + std::strerror(errno));
 }
 
 }  // namespace
-
-std::string record_to_json(const MailboxRecord& r, const core::SecretBox* box) {
-  return json::serialize(to_object(r, box));
-}
-
-MailboxRecord record_from_json(std::string_view text, const core::SecretBox* box) {
-  return from_object(json::parse(text).as_object(), box);
-}
 
 MemoryRegistry::MemoryRegistry(MemoryRegistryOptions opts) : opts_(std::move(opts)) {
   if (opts_.state_file.empty()) return;
@@ -162,7 +64,7 @@ void MemoryRegistry::load() {
     if (doc.at("version").to_number<int>() != 1)
       throw std::runtime_error("unsupported state file version");
     for (const auto& v : doc.at("mailboxes").as_array()) {
-      auto r = from_object(v.as_object(), opts_.secret_box.get());
+      auto r = record_from_object(v.as_object(), opts_.secret_box.get());
       if (opts_.secret_box) sealed_[r.config.id] = seal(r.config);
       records_.emplace(r.config.id, std::move(r));
     }
@@ -181,10 +83,11 @@ std::string MemoryRegistry::snapshot() const {
     for (const auto& [id, r] : records_) {
       const auto sealed = sealed_.find(id);
       if (sealed == sealed_.end()) {
-        arr.emplace_back(to_object(r, nullptr));
+        arr.emplace_back(record_to_object(r, nullptr));
       } else {
-        arr.emplace_back(to_object(r, opts_.secret_box.get(), &sealed->second.password,
-                                   &sealed->second.webhook_secret));
+        arr.emplace_back(record_to_object(
+            r, opts_.secret_box.get(),
+            SealedSecrets{&sealed->second.password, &sealed->second.webhook_secret}));
       }
     }
   }
@@ -299,7 +202,7 @@ std::optional<MailboxRecord> MemoryRegistry::get(std::string_view id) const {
   std::lock_guard lk(mu_);
   auto it = records_.find(id);
   if (it == records_.end()) return std::nullopt;
-  return it->second;
+  return view(it->second);
 }
 
 std::vector<MailboxRecord> MemoryRegistry::list(std::string_view after_id,
@@ -307,7 +210,7 @@ std::vector<MailboxRecord> MemoryRegistry::list(std::string_view after_id,
   std::lock_guard lk(mu_);
   std::vector<MailboxRecord> out;
   auto it = after_id.empty() ? records_.begin() : records_.upper_bound(after_id);
-  for (; it != records_.end() && out.size() < limit; ++it) out.push_back(it->second);
+  for (; it != records_.end() && out.size() < limit; ++it) out.push_back(view(it->second));
   return out;
 }
 
@@ -345,6 +248,8 @@ bool MemoryRegistry::remove(std::string_view id) {
   if (it == records_.end()) return false;
   records_.erase(it);
   sealed_.erase(std::string(id));
+  leases_.erase(std::string(id));
+  states_.erase(std::string(id));
   mark_dirty();
   return true;
 }
@@ -359,6 +264,8 @@ bool MemoryRegistry::save_checkpoint(std::string_view id, std::uint64_t epoch,
   r.delivered += delivered_increment;
   for (auto& cp : r.checkpoints) {
     if (cp.name == checkpoint.name) {
+      if (cp.uidvalidity == checkpoint.uidvalidity && cp.last_uid > checkpoint.last_uid)
+        return true;  // never backwards within one uidvalidity (a late, stale task)
       cp = checkpoint;
       mark_dirty();
       return true;
@@ -367,6 +274,112 @@ bool MemoryRegistry::save_checkpoint(std::string_view id, std::uint64_t epoch,
   r.checkpoints.push_back(checkpoint);
   mark_dirty();
   return true;
+}
+
+std::optional<std::uint64_t> MemoryRegistry::epoch(std::string_view id) const {
+  std::lock_guard lk(mu_);
+  auto it = records_.find(id);
+  if (it == records_.end()) return std::nullopt;
+  return it->second.epoch;
+}
+
+MailboxRecord MemoryRegistry::view(const MailboxRecord& r) const {
+  MailboxRecord out = r;
+  const auto now = Clock::now();
+  if (auto l = leases_.find(r.config.id); l != leases_.end() && l->second.until > now)
+    out.owner = l->second.node;
+  if (auto s = states_.find(r.config.id); s != states_.end()) {
+    out.state = s->second.state;
+    out.last_error = s->second.last_error;
+    out.connected_since = s->second.connected_since;
+  }
+  return out;
+}
+
+std::optional<std::uint64_t> MemoryRegistry::claim(std::string_view id, std::string_view node,
+                                                   std::chrono::milliseconds lease) {
+  std::lock_guard lk(mu_);
+  auto it = records_.find(id);
+  if (it == records_.end()) return std::nullopt;
+  const auto now = Clock::now();
+  auto& l = leases_[std::string(id)];
+  if (!l.node.empty() && l.until > now) return std::nullopt;
+  l.node = std::string(node);
+  l.until = now + lease;
+  ++it->second.epoch;
+  mark_dirty();
+  return it->second.epoch;
+}
+
+std::vector<std::optional<std::uint64_t>> MemoryRegistry::renew(std::string_view node,
+                                                                const std::vector<std::string>& ids,
+                                                                std::chrono::milliseconds lease) {
+  std::lock_guard lk(mu_);
+  std::vector<std::optional<std::uint64_t>> out;
+  out.reserve(ids.size());
+  const auto now = Clock::now();
+  for (const auto& id : ids) {
+    auto r = records_.find(id);
+    auto l = leases_.find(id);
+    // A lease that expired but that no other node took is renewed: one process holds every
+    // lease here (in Redis the key would be gone and the renewal would fail).
+    if (r == records_.end() || l == leases_.end() || l->second.node != node) {
+      out.emplace_back();
+      continue;
+    }
+    l->second.until = now + lease;
+    out.emplace_back(r->second.epoch);
+  }
+  return out;
+}
+
+void MemoryRegistry::release(std::string_view node, const std::vector<std::string>& ids) {
+  std::lock_guard lk(mu_);
+  for (const auto& id : ids)
+    if (auto l = leases_.find(id); l != leases_.end() && l->second.node == node) leases_.erase(l);
+}
+
+std::vector<std::string> MemoryRegistry::unowned(std::size_t limit) const {
+  std::lock_guard lk(mu_);
+  std::vector<std::string> out;
+  const auto now = Clock::now();
+  for (const auto& [id, r] : records_) {
+    if (out.size() >= limit) break;
+    auto l = leases_.find(id);
+    if (l == leases_.end() || l->second.until <= now) out.push_back(id);
+  }
+  return out;
+}
+
+void MemoryRegistry::publish_states(const std::vector<StateUpdate>& updates) {
+  std::lock_guard lk(mu_);
+  for (const auto& u : updates) {
+    auto r = records_.find(u.id);
+    if (r == records_.end() || r->second.epoch != u.epoch) continue;
+    states_[u.id] = u;
+  }
+}
+
+void MemoryRegistry::heartbeat(const NodeInfo& node, std::chrono::milliseconds ttl) {
+  std::lock_guard lk(mu_);
+  auto& n = nodes_[node.id];
+  n.info = node;
+  n.info.seen_at = core::format_rfc3339(std::chrono::system_clock::now());
+  n.until = Clock::now() + ttl;
+}
+
+void MemoryRegistry::remove_node(std::string_view node) {
+  std::lock_guard lk(mu_);
+  if (auto it = nodes_.find(node); it != nodes_.end()) nodes_.erase(it);
+}
+
+std::vector<NodeInfo> MemoryRegistry::nodes() const {
+  std::lock_guard lk(mu_);
+  std::vector<NodeInfo> out;
+  const auto now = Clock::now();
+  for (const auto& [id, n] : nodes_)
+    if (n.until > now) out.push_back(n.info);
+  return out;
 }
 
 }  // namespace el::store

@@ -35,10 +35,26 @@ class MemoryRegistry final : public Registry {
   std::size_t size() const override;
   std::optional<std::uint64_t> replace_config(const core::MailboxConfig& config) override;
   bool remove(std::string_view id) override;
+  std::optional<std::uint64_t> epoch(std::string_view id) const override;
   bool save_checkpoint(std::string_view id, std::uint64_t epoch,
                        const core::FolderCheckpoint& checkpoint,
                        std::uint64_t delivered_increment) override;
   void flush() override;
+
+  // Leases, states and nodes live in memory only (one process holds them all); the epochs
+  // they bump are persisted with the records.
+  std::optional<std::uint64_t> claim(std::string_view id, std::string_view node,
+                                     std::chrono::milliseconds lease) override;
+  std::vector<std::optional<std::uint64_t>> renew(std::string_view node,
+                                                  const std::vector<std::string>& ids,
+                                                  std::chrono::milliseconds lease) override;
+  void release(std::string_view node, const std::vector<std::string>& ids) override;
+  std::vector<std::string> unowned(std::size_t limit) const override;
+  void publish_states(const std::vector<StateUpdate>& updates) override;
+  void heartbeat(const NodeInfo& node, std::chrono::milliseconds ttl) override;
+  void remove_node(std::string_view node) override;
+  std::vector<NodeInfo> nodes() const override;
+  std::string_view kind() const override { return "memory"; }
 
   // The state as JSON text (what the state file holds). For tests and the writer.
   std::string snapshot() const;
@@ -52,7 +68,17 @@ class MemoryRegistry final : public Registry {
   };
   Sealed seal(const core::MailboxConfig& c) const;  // empty when there is no secret box
 
-  void mark_dirty();  // caller holds mu_
+  using Clock = std::chrono::steady_clock;
+  struct Lease {
+    std::string node;
+    Clock::time_point until;
+  };
+  struct Node {
+    NodeInfo info;
+    Clock::time_point until;
+  };
+  MailboxRecord view(const MailboxRecord& r) const;  // with owner and state; caller holds mu_
+  void mark_dirty();                                 // caller holds mu_
   void writer_loop();
   void write_file(const std::string& text);
   void load();
@@ -62,18 +88,15 @@ class MemoryRegistry final : public Registry {
   std::condition_variable cv_;
   std::map<std::string, MailboxRecord, std::less<>> records_;
   std::map<std::string, Sealed, std::less<>> sealed_;  // by mailbox id, with a secret box only
-  std::uint64_t version_ = 0;                          // bumped by every change
-  std::uint64_t written_ = 0;                          // version last on disk
+  std::map<std::string, Lease, std::less<>> leases_;
+  std::map<std::string, StateUpdate, std::less<>> states_;
+  std::map<std::string, Node, std::less<>> nodes_;
+  std::uint64_t version_ = 0;  // bumped by every change
+  std::uint64_t written_ = 0;  // version last on disk
   bool stopping_ = false;
   bool urgent_ = false;  // a flush() waits: write now, without the coalescing delay
   std::string write_error_;
   std::thread writer_;
 };
-
-// Record <-> JSON, shared by the state file and the Redis adapter. Secrets are included, sealed
-// when a box is given: the caller decides where this text may go. from_json throws
-// std::runtime_error for sealed secrets it cannot open.
-std::string record_to_json(const MailboxRecord& r, const core::SecretBox* box = nullptr);
-MailboxRecord record_from_json(std::string_view text, const core::SecretBox* box = nullptr);
 
 }  // namespace el::store

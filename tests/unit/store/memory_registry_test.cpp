@@ -8,6 +8,8 @@
 #include <sstream>
 #include <thread>
 
+#include "store/record_json.hpp"
+
 using namespace el;
 using store::MailboxRecord;
 using store::MemoryRegistry;
