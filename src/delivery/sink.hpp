@@ -20,6 +20,9 @@ class EventSink {
                                        const core::WebhookTarget& target) = 0;
   // Stops retries in progress (their deliver() returns false soon) and refuses new work.
   virtual void stop() = 0;
+  // Readiness: false while the destination is known to be unusable (a broker connection is
+  // down). A webhook is always "ready": its failures are per event. Thread-safe, no I/O.
+  virtual bool healthy() const { return true; }
 };
 
 }  // namespace el::delivery

@@ -141,8 +141,11 @@ bool idle_connection_usable(tcp::socket& s) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-std::chrono::milliseconds full_jitter(int attempt, std::chrono::milliseconds initial,
-                                      std::chrono::milliseconds max) {
+// Never inlined into a coroutine: a thread_local's address must be computed on the thread that
+// runs the call, not cached in a frame that resumes on another thread.
+[[gnu::noinline]] std::chrono::milliseconds full_jitter(int attempt,
+                                                        std::chrono::milliseconds initial,
+                                                        std::chrono::milliseconds max) {
   // Cap doubles per attempt from initial up to max; the sleep is uniform in [0, cap] so that
   // many mailboxes failing together against one webhook spread their retries out.
   double cap = static_cast<double>(initial.count());

@@ -51,6 +51,13 @@ class TaskQueue {
   // Queues the task and completes when it was processed and acknowledged (or failed).
   // Thread-safe.
   virtual net::awaitable<TaskResult> submit(FetchTask task) = 0;
+  // Whether a task submitted now runs in this process, so that a borrowed connection is used
+  // (RabbitMQ: only while no worker consumes or the broker is down). Thread-safe, no I/O.
+  virtual bool runs_here() const { return true; }
+  // Readiness: false while the broker cannot be used. Thread-safe, no I/O.
+  virtual bool healthy() const { return true; }
+  // Human-readable reason when !healthy() (for /readyz and logs).
+  virtual std::string health_detail() const { return {}; }
 };
 
 }  // namespace el::queue
