@@ -1,6 +1,8 @@
 // Configuration: one table of options drives flags, environment variables and the file.
 #include "app/config.hpp"
 
+#include <unistd.h>
+
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <charconv>
@@ -105,6 +107,13 @@ void check_url(const std::string& v) {
   auto u = boost::urls::parse_absolute_uri(v);
   if (!u || (u->scheme() != "http" && u->scheme() != "https") || u->host().empty())
     throw ConfigError("not an http(s) URL: \"" + v + "\"");
+}
+
+// Scheme, host and (for amqp sinks) the exchange; never echoes the URL, which may hold a password.
+void check_service_url(const std::string& v, const char* scheme, const char* what) {
+  auto u = boost::urls::parse_absolute_uri(v);
+  if (!u || u->scheme() != scheme || u->host().empty())
+    throw ConfigError(std::string("not a ") + scheme + ":// URL (" + what + ")");
 }
 
 std::vector<std::string> split_commas(const std::string& v) {
@@ -219,6 +228,77 @@ const std::vector<Option>& options() {
       {"fetch-batch", Kind::value, "messages per UID FETCH (20)",
        [](Config& c, const std::string& v) {
          c.service.fetch.batch = static_cast<std::size_t>(parse_int(v, 1, 1000));
+       }},
+      {"role", Kind::value, "api, worker or all (all)",
+       [](Config& c, const std::string& v) {
+         if (v != "api" && v != "worker" && v != "all")
+           throw ConfigError("not a role: \"" + v + "\" (api, worker or all)");
+         c.service.ownership.role = v;
+       }},
+      {"node-id", Kind::value, "this node's name in the fleet (the host name)",
+       [](Config& c, const std::string& v) {
+         if (v.empty() || v.size() > 128) throw ConfigError("must be 1-128 characters");
+         c.service.ownership.node_id = v;
+       }},
+      {"capacity", Kind::value, "most mailboxes this node holds (10000)",
+       [](Config& c, const std::string& v) {
+         c.service.ownership.capacity = static_cast<std::size_t>(parse_int(v, 1, 10000000));
+       }},
+      {"lease", Kind::value, "mailbox lease; a dead node's mailboxes move after it (15s)",
+       [](Config& c, const std::string& v) {
+         c.service.ownership.lease = parse_duration(v);
+         if (c.service.ownership.lease < milliseconds(300))
+           throw ConfigError("must be at least 300ms");
+       }},
+      {"store", Kind::value, "memory, or redis://[user:password@]host:port/db (memory)",
+       [](Config& c, const std::string& v) {
+         if (v != "memory") check_service_url(v, "redis", "redis://[user:password@]host:port/db");
+         c.store = core::Secret(v);
+       }},
+      {"store-prefix", Kind::value, "prefix of every Redis key (el:)",
+       [](Config& c, const std::string& v) { c.store_prefix = v; }},
+      {"allow-plaintext-secrets", Kind::flag, "allow a Redis store without --secret-key",
+       [](Config& c, const std::string& v) { c.allow_plaintext_secrets = parse_bool(v); }},
+      {"queue", Kind::value, "inproc, or amqp://user:password@host:port/vhost (inproc)",
+       [](Config& c, const std::string& v) {
+         if (v != "inproc") check_service_url(v, "amqp", "amqp://user:password@host:port/vhost");
+         c.queue = core::Secret(v);
+       }},
+      {"queue-type", Kind::value, "quorum or classic RabbitMQ queues (quorum)",
+       [](Config& c, const std::string& v) {
+         if (v != "quorum" && v != "classic")
+           throw ConfigError("not a queue type: \"" + v + "\" (quorum or classic)");
+         c.queue_type = v;
+       }},
+      {"task-max-attempts", Kind::value, "deliveries of a task before it is dead-lettered (5)",
+       [](Config& c, const std::string& v) {
+         c.task_max_attempts = static_cast<std::size_t>(parse_int(v, 1, 1000));
+       }},
+      {"task-max-wait", Kind::value,
+       "a task waiting longer for a worker runs on the api node (30s)",
+       [](Config& c, const std::string& v) { c.task_max_wait = parse_duration(v); }},
+      {"worker-prefetch", Kind::value, "tasks a worker holds at once (16)",
+       [](Config& c, const std::string& v) {
+         c.worker_prefetch = static_cast<std::size_t>(parse_int(v, 1, 10000));
+       }},
+      {"sink", Kind::value,
+       "webhook and/or amqp://user:password@host:port/vhost/exchange (webhook)",
+       [](Config& c, const std::string& v) {
+         c.service.webhook_sink = false;
+         c.amqp_sinks.clear();
+         for (const auto& item : split_commas(v)) {
+           if (item == "webhook") {
+             c.service.webhook_sink = true;
+             continue;
+           }
+           check_service_url(item, "amqp", "amqp://user:password@host:port/vhost/exchange");
+           auto u = boost::urls::parse_absolute_uri(item);
+           if (u->segments().size() < 2)
+             throw ConfigError("an amqp sink URL ends with /vhost/exchange");
+           c.amqp_sinks.emplace_back(item);
+         }
+         if (!c.service.webhook_sink && c.amqp_sinks.empty())
+           throw ConfigError("no sink (webhook or an amqp:// exchange)");
        }},
       {"fetch-concurrency", Kind::value, "download tasks running at once (64)",
        [](Config& c, const std::string& v) {
@@ -351,12 +431,12 @@ Config parse_serve_config(const std::vector<std::string>& args,
     for (const auto& o : options())
       if (env_name(o.name) == k) match = &o;
     if (!match) throw ConfigError("unknown environment variable " + k);
-    if (match->kind == Kind::list) c.api_tokens.clear();
+    if (match->name == "api-token") c.api_tokens.clear();
     apply(c, *match, v, k);
   }
   bool tokens_from_flags = false;
   for (const auto& [o, v] : flags) {
-    if (o->kind == Kind::list && !tokens_from_flags) {
+    if (o->name == "api-token" && !tokens_from_flags) {
       c.api_tokens.clear();  // flags replace tokens from the file or environment
       tokens_from_flags = true;
     }
@@ -380,6 +460,28 @@ Config parse_serve_config(const std::vector<std::string>& args,
     } catch (const std::invalid_argument& e) {
       throw ConfigError(e.what());  // names the variable, never echoes the key
     }
+  }
+  if (c.redis_store() && !c.state_file.empty())
+    throw ConfigError(
+        "--state-file is for the memory store; with --store redis:// Redis holds "
+        "the state");
+  if (c.redis_store() && c.secret_key.empty() && !c.allow_plaintext_secrets)
+    throw ConfigError(
+        "--store redis:// keeps mailbox credentials in Redis: set EL_SECRET_KEY "
+        "(32 random bytes, base64) so they are encrypted, or pass "
+        "--allow-plaintext-secrets to store them in clear");
+  const auto& role = c.service.ownership.role;
+  if (role == "worker" && (!c.redis_store() || !c.amqp_queue()))
+    throw ConfigError(
+        "--role worker needs a shared registry and queue: --store redis://... "
+        "and --queue amqp://...");
+  if (role != "all" && !c.redis_store())
+    throw ConfigError("--role " + role + " is for a fleet: it needs --store redis://...");
+  if (c.service.ownership.node_id.empty()) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
+      throw ConfigError("cannot read the host name: set --node-id");
+    c.service.ownership.node_id = host;
   }
   if (c.threads == 0) c.threads = std::max(1u, std::thread::hardware_concurrency());
   return c;

@@ -31,6 +31,18 @@ struct Config {
   unsigned threads = 0;  // 0: CPU count
   delivery::WebhookOptions webhook;
   service::ServiceOptions service;
+  // Scale-out (issue 3). URLs are secrets: they may carry passwords.
+  core::Secret store{"memory"};  // memory | redis://[user:password@]host:port/db
+  std::string store_prefix = "el:";
+  core::Secret queue{"inproc"};  // inproc | amqp://user:password@host:port/vhost
+  std::string queue_type = "quorum";
+  std::size_t task_max_attempts = 5;
+  std::chrono::milliseconds task_max_wait{30000};
+  std::size_t worker_prefetch = 16;
+  std::vector<core::Secret> amqp_sinks;  // amqp://user:password@host:port/vhost/exchange
+  bool allow_plaintext_secrets = false;
+  bool redis_store() const { return store.reveal() != "memory"; }
+  bool amqp_queue() const { return queue.reveal() != "inproc"; }
   bool help = false;
 };
 

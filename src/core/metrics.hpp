@@ -26,6 +26,17 @@ struct Registry {
   std::atomic<std::uint64_t> fetch_bytes{0};
   std::atomic<std::uint64_t> messages_fetched{0};
   std::atomic<std::uint64_t> parse_errors{0};
+  // Fetch tasks through RabbitMQ (issue 3).
+  std::atomic<std::uint64_t> tasks_published{0};      // by this api node, confirmed by the broker
+  std::atomic<std::uint64_t> tasks_run_locally{0};    // no worker, broker down, or too slow
+  std::atomic<std::uint64_t> tasks_consumed{0};       // by this worker, acknowledged
+  std::atomic<std::uint64_t> tasks_dead_lettered{0};  // moved to the dead-letter queue
+  std::atomic<std::uint64_t> amqp_errors{0};          // connection or channel failures
+  std::atomic<std::uint64_t> events_published{0};     // events confirmed by the AMQP sink
+  std::atomic<std::uint64_t> registry_errors{0};      // registry calls that failed (Redis down)
+  std::atomic<std::uint64_t> ownership_claims{0};
+  std::atomic<std::uint64_t> ownership_losses{0};    // leases lost to expiry or another node
+  std::atomic<std::uint64_t> ownership_releases{0};  // handed over (rebalance, shutdown)
   Histogram webhook_latency;
 };
 

@@ -84,6 +84,26 @@ std::string render_metrics(const metrics::Registry& r) {
           r.imap_auth_failures);
   counter(out, "el_fetch_bytes_total", "Message bytes fetched over IMAP.", r.fetch_bytes);
   counter(out, "el_messages_fetched_total", "Messages fetched over IMAP.", r.messages_fetched);
+  counter(out, "el_tasks_published_total",
+          "Fetch tasks this api node published to RabbitMQ (broker-confirmed).", r.tasks_published);
+  counter(out, "el_tasks_run_locally_total",
+          "Fetch tasks run on this node for lack of a worker (none, broker down, too slow).",
+          r.tasks_run_locally);
+  counter(out, "el_tasks_consumed_total", "Fetch tasks this worker ran and acknowledged.",
+          r.tasks_consumed);
+  counter(out, "el_tasks_dead_lettered_total", "Fetch tasks moved to the dead-letter queue.",
+          r.tasks_dead_lettered);
+  counter(out, "el_amqp_errors_total", "RabbitMQ connection or channel failures.", r.amqp_errors);
+  counter(out, "el_events_published_total", "Events the RabbitMQ sink published (confirmed).",
+          r.events_published);
+  counter(out, "el_registry_errors_total", "Registry calls that failed (Redis unreachable).",
+          r.registry_errors);
+  counter(out, "el_ownership_claims_total", "Mailbox leases this node claimed.",
+          r.ownership_claims);
+  counter(out, "el_ownership_losses_total",
+          "Mailbox leases this node lost (expired and taken, or removed).", r.ownership_losses);
+  counter(out, "el_ownership_releases_total",
+          "Mailbox leases this node handed back (rebalancing, shutdown).", r.ownership_releases);
   counter(out, "el_parse_errors_total", "Messages or responses that failed to parse.",
           r.parse_errors);
 

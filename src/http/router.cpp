@@ -22,7 +22,7 @@ namespace urls = boost::urls;
 constexpr std::size_t kDefaultLimit = 100;
 constexpr std::size_t kMaxLimit = 1000;
 
-enum class Route { none, healthz, readyz, metrics, collection, item };
+enum class Route { none, healthz, readyz, metrics, collection, item, nodes };
 
 struct Target {
   Route route = Route::none;
@@ -47,6 +47,8 @@ std::optional<Target> parse_target(std::string_view raw) {
     if (segs[0] == "healthz") t.route = Route::healthz;
     if (segs[0] == "readyz") t.route = Route::readyz;
     if (segs[0] == "metrics") t.route = Route::metrics;
+  } else if (segs.size() == 2 && segs[0] == "v1" && segs[1] == "nodes") {
+    t.route = Route::nodes;
   } else if (segs.size() >= 2 && segs[0] == "v1" && segs[1] == "mailboxes") {
     if (segs.size() == 2) {
       t.route = Route::collection;
@@ -63,6 +65,7 @@ std::string_view allowed_methods(Route r) {
     case Route::healthz:
     case Route::readyz:
     case Route::metrics:
+    case Route::nodes:
       return "GET";
     case Route::collection:
       return "GET, POST";
@@ -79,6 +82,7 @@ bool method_allowed(Route r, bhttp::verb v) {
     case Route::healthz:
     case Route::readyz:
     case Route::metrics:
+    case Route::nodes:
       return v == bhttp::verb::get;
     case Route::collection:
       return v == bhttp::verb::get || v == bhttp::verb::post;
@@ -262,9 +266,16 @@ net::awaitable<Response> dispatch(const Request& req, service::MailboxApi& api,
   switch (t->route) {
     case Route::healthz:
       co_return json_response(req, bhttp::status::ok, {{"status", "ok"}});
-    case Route::readyz:
-      if (api.ready()) co_return json_response(req, bhttp::status::ok, {{"status", "ready"}});
-      co_return json_response(req, bhttp::status::service_unavailable, {{"status", "not_ready"}});
+    case Route::readyz: {
+      auto r = api.readiness();
+      const bool ready = r["status"] == "ready";
+      co_return json_response(req, ready ? bhttp::status::ok : bhttp::status::service_unavailable,
+                              r);
+    }
+    case Route::nodes: {
+      auto out = co_await api.list_nodes();
+      co_return from_outcome(req, out, bhttp::status::ok);
+    }
     case Route::metrics:
       co_return handle_metrics(req, api);
     case Route::collection:

@@ -51,8 +51,11 @@ class MailboxApi {
   virtual net::awaitable<Outcome> update_mailbox(core::MailboxConfig cfg, UpdateMask mask) = 0;
   // Stops the session (LOGOUT) and forgets the mailbox. -> empty body; not_found.
   virtual net::awaitable<Outcome> remove_mailbox(std::string id) = 0;
-  // Readiness for /readyz: the registry is usable and start-up finished.
-  virtual bool ready() const = 0;
+  // Live nodes of the fleet. -> {"items": [{"id","role","mailboxes","capacity",...}]}
+  virtual net::awaitable<Outcome> list_nodes() = 0;
+  // Readiness for /readyz: start-up finished and the registry, queue and sinks are usable.
+  // -> {"ready": bool, "checks": {"registry": "ok" | reason, ...}}
+  virtual boost::json::object readiness() const = 0;
   // Gauges the service owns (mailboxes by state, ...), Prometheus text, appended to /metrics.
   virtual std::string metrics_text() const = 0;
 };

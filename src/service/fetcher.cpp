@@ -20,6 +20,7 @@
 #include "imap/client.hpp"
 #include "mime/message.hpp"
 #include "service/imap_connect.hpp"
+#include "store/call.hpp"
 
 namespace el::service {
 
@@ -134,17 +135,25 @@ struct Fetcher::Impl : std::enable_shared_from_this<Impl> {
     auto self = shared_from_this();
     TaskResult result;
     result.last_uid = task.after_uid;
-    auto rec = registry.get(task.mailbox_id);
+    std::optional<store::MailboxRecord> rec;
+    try {
+      rec = co_await store::call(registry, [&] { return registry.get(task.mailbox_id); });
+    } catch (const store::Unavailable& e) {
+      result.status = TaskResult::Status::retry_later;
+      result.error = std::string("registry: ") + e.what();
+      co_return result;
+    }
     if (!rec || rec->epoch != task.epoch) {
       result.status = TaskResult::Status::stale;
       co_return result;
     }
     auto target = webhook_for(rec->config, opts);
-    if (!target) {
+    if (!target && opts.webhook_sink) {
       result.status = TaskResult::Status::retry_later;
       result.error = "no webhook configured for this mailbox";
       co_return result;
     }
+    if (!target) target.emplace();  // the sink does not use it
     std::uint32_t last = task.after_uid;
     if (auto* cp = rec->checkpoint(task.folder); cp && cp->uidvalidity == task.uidvalidity)
       last = std::max(last, cp->last_uid);
@@ -224,6 +233,29 @@ struct Fetcher::Impl : std::enable_shared_from_this<Impl> {
     co_return out;
   }
 
+  // True when the task's epoch is still the mailbox's; otherwise sets result (stale, or
+  // retry_later when the registry cannot be asked) and returns false.
+  net::awaitable<bool> current_epoch(const queue::FetchTask& task, TaskResult& result) {
+    std::optional<std::uint64_t> epoch;
+    try {
+      epoch = co_await store::call(registry, [&] { return registry.epoch(task.mailbox_id); });
+    } catch (const store::Unavailable& e) {
+      metrics::global().registry_errors.fetch_add(1, std::memory_order_relaxed);
+      result.status = TaskResult::Status::retry_later;
+      result.error = std::string("registry: ") + e.what();
+      co_return false;
+    }
+    if (epoch != task.epoch) {
+      result.status = TaskResult::Status::stale;
+      log::info("fetch_task_stale", {{"mailbox", task.mailbox_id},
+                                     {"folder", task.folder},
+                                     {"task_epoch", std::to_string(task.epoch)},
+                                     {"epoch", epoch ? std::to_string(*epoch) : "removed"}});
+      co_return false;
+    }
+    co_return true;
+  }
+
   // Downloads, parses, delivers and checkpoints every message above result.last_uid, in UID
   // order, in batches. Sets result.status; throws imap::Error when the connection fails.
   net::awaitable<void> download(imap::Client& client, const queue::FetchTask& task,
@@ -279,14 +311,32 @@ struct Fetcher::Impl : std::enable_shared_from_this<Impl> {
         ev.created_at = core::format_rfc3339(std::chrono::system_clock::now());
         ev.data = std::move(data);
         ev.data["uidvalidity"] = task.uidvalidity;
+        // Fencing: deliver only while the task's epoch is the mailbox's epoch. A node that was
+        // frozen past its lease, or a late task, finds it moved (another owner claimed it, or
+        // the settings changed) and stops before delivering. The window between this check
+        // and the delivery can only produce a duplicate under the same event id.
+        const auto checked = co_await current_epoch(task, result);
+        if (!checked) co_return;
         const bool accepted = co_await sink.deliver(ev, target);  // not in the `if`: GCC 12
         if (!accepted) {
           result.status = TaskResult::Status::retry_later;
           result.error = "event not accepted by the sink";
           co_return;
         }
-        if (!registry.save_checkpoint(task.mailbox_id, task.epoch,
-                                      {task.folder, task.uidvalidity, msg.uid}, 1)) {
+        bool saved = false;
+        try {
+          saved = co_await store::call(registry, [&] {
+            return registry.save_checkpoint(task.mailbox_id, task.epoch,
+                                            {task.folder, task.uidvalidity, msg.uid}, 1);
+          });
+        } catch (const store::Unavailable& e) {
+          // Delivered but not saved: the next task delivers it again under the same id.
+          metrics::global().registry_errors.fetch_add(1, std::memory_order_relaxed);
+          result.status = TaskResult::Status::retry_later;
+          result.error = std::string("checkpoint not saved: ") + e.what();
+          co_return;
+        }
+        if (!saved) {
           result.status = TaskResult::Status::stale;
           co_return;
         }

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <string>
 
 #include "core/types.hpp"
 
@@ -38,10 +39,26 @@ struct FetchOptions {
   milliseconds pool_idle{30000};  // a download connection unused this long is logged out
 };
 
+// Who serves which mailbox when several nodes share a registry (ARCHITECTURE §5).
+struct OwnershipOptions {
+  std::string node_id;           // unique in the fleet (a StatefulSet pod name)
+  std::string role = "all";      // api | worker | all; workers hold no mailboxes
+  std::size_t capacity = 10000;  // most mailboxes this node holds
+  milliseconds lease{15000};     // a dead node's mailboxes are taken over after this
+  std::string version;           // shown in GET /v1/nodes
+  // The sessions of mailboxes claimed together start at random times within this window (0:
+  // 5 ms per mailbox, at most 60 s); filled from SessionOptions::start_spread.
+  milliseconds start_spread{0};
+};
+
 struct ServiceOptions {
   SessionOptions session;
   FetchOptions fetch;
+  OwnershipOptions ownership;
   std::optional<core::WebhookTarget> default_webhook;
+  // Events go to a webhook (the default sink), so every mailbox needs one; false when the only
+  // sink is a RabbitMQ exchange.
+  bool webhook_sink = true;
   std::size_t fetch_concurrency = 64;  // tasks running at once in this process
 };
 

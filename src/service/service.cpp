@@ -3,16 +3,23 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <random>
 
 #include "core/log.hpp"
+#include "core/metrics.hpp"
 #include "service/fetcher.hpp"
+#include "store/call.hpp"
 
 namespace el::service {
 
 namespace net = boost::asio;
 namespace json = boost::json;
 using core::SessionState;
+
+namespace {
+Outcome unavailable(const std::exception& e) {
+  return Outcome::fail(Errc::unavailable, std::string("the registry is unavailable: ") + e.what());
+}
+}  // namespace
 
 MailboxService::MailboxService(net::io_context& ioc, store::Registry& registry,
                                queue::TaskQueue& queue, delivery::EventSink& sink, Fetcher* fetcher,
@@ -22,34 +29,42 @@ MailboxService::MailboxService(net::io_context& ioc, store::Registry& registry,
       queue_(queue),
       sink_(sink),
       fetcher_(fetcher),
-      opts_(std::move(opts)) {}
+      opts_(std::move(opts)),
+      ownership_(std::make_shared<Ownership>(ioc, registry, opts_.ownership,
+                                             static_cast<OwnedSessions&>(*this))) {}
 
 MailboxService::~MailboxService() {
   stop();
   blocking_.join();
 }
 
+template <class F>
+net::awaitable<std::optional<std::invoke_result_t<F&>>> MailboxService::guarded(F f,
+                                                                                Outcome& failure) {
+  try {
+    auto r = co_await store::call(registry_, std::move(f));
+    co_return std::optional<std::invoke_result_t<F&>>(std::move(r));
+  } catch (const store::Unavailable& e) {
+    metrics::global().registry_errors.fetch_add(1, std::memory_order_relaxed);
+    failure = unavailable(e);
+  }
+  co_return std::nullopt;
+}
+
 void MailboxService::start() {
-  std::vector<store::MailboxRecord> all;
-  for (std::string after;;) {
-    auto page = registry_.list(after, 1000);
-    if (page.empty()) break;
-    after = page.back().config.id;
-    for (auto& r : page) all.push_back(std::move(r));
-  }
-  std::mt19937_64 rng{std::random_device{}()};
-  // Spread the logins over time so a restart with thousands of mailboxes does not stampede the
-  // mail servers: the configured window, or by default 5 ms per mailbox, at most a minute.
-  auto spread = opts_.session.start_spread.count();
-  if (spread <= 0)
-    spread = std::min<std::int64_t>(60000, static_cast<std::int64_t>(all.size()) * 5);
-  for (const auto& r : all) {
-    const auto delay = spread > 0 ? std::uniform_int_distribution<std::int64_t>(0, spread)(rng) : 0;
-    start_session(r.config, r.epoch, std::chrono::milliseconds(delay));
-  }
-  log::info("sessions_started", {{"mailboxes", std::to_string(all.size())}});
+  ownership_->start();
+  log::info("node_started", {{"node", opts_.ownership.node_id},
+                             {"role", opts_.ownership.role},
+                             {"registry", std::string(registry_.kind())},
+                             {"capacity", std::to_string(opts_.ownership.capacity)},
+                             {"lease_ms", std::to_string(opts_.ownership.lease.count())}});
   std::lock_guard lk(mu_);
   started_ = true;
+}
+
+net::awaitable<void> MailboxService::shutdown() {
+  co_await ownership_->release_all();
+  stop();
 }
 
 void MailboxService::stop() {
@@ -73,10 +88,21 @@ bool MailboxService::sessions_ended() const {
   return true;
 }
 
+void MailboxService::serve(const store::MailboxRecord& record, std::uint64_t epoch,
+                           std::chrono::milliseconds delay) {
+  if (fetcher_) fetcher_->forget(record.config.id);  // pooled connections of older settings
+  start_session(record.config, epoch, delay);
+}
+
+void MailboxService::drop(const std::string& id) {
+  stop_session(id);
+  if (fetcher_) fetcher_->forget(id);
+}
+
 void MailboxService::start_session(const core::MailboxConfig& cfg, std::uint64_t epoch,
                                    std::chrono::milliseconds delay) {
-  auto s = std::make_shared<MailboxSession>(ioc_, SessionDeps{registry_, queue_, sink_, opts_}, cfg,
-                                            epoch);
+  SessionDeps deps{registry_, queue_, sink_, opts_, ownership_.get()};
+  auto s = std::make_shared<MailboxSession>(ioc_, deps, cfg, epoch);
   std::shared_ptr<MailboxSession> old;
   {
     std::lock_guard lk(mu_);
@@ -84,7 +110,11 @@ void MailboxService::start_session(const core::MailboxConfig& cfg, std::uint64_t
     old = std::move(slot);
     slot = s;
   }
-  if (old) old->stop();
+  if (old) {
+    old->stop();
+    std::lock_guard lk(mu_);
+    stopping_.push_back(old);
+  }
   s->start(delay);
 }
 
@@ -96,6 +126,7 @@ void MailboxService::stop_session(const std::string& id) {
     if (it == sessions_.end()) return;
     s = std::move(it->second);
     sessions_.erase(it);
+    stopping_.push_back(s);
   }
   s->stop();
 }
@@ -118,11 +149,22 @@ net::awaitable<bool> MailboxService::flush() {
 
 json::object MailboxService::status_json(const store::MailboxRecord& r) const {
   const auto& c = r.config;
-  SessionStatus st;
-  st.state = SessionState::stopped;
+  // The owner's live session when this node is the owner; otherwise the state the owner
+  // published to the registry; "unassigned" while no node holds the mailbox.
+  std::optional<SessionStatus> local;
   {
     std::lock_guard lk(mu_);
-    if (auto it = sessions_.find(c.id); it != sessions_.end()) st = it->second->status();
+    if (auto it = sessions_.find(c.id); it != sessions_.end()) local = it->second->status();
+  }
+  std::string state = "unassigned", last_error, connected_since;
+  if (local && (r.owner.empty() || r.owner == opts_.ownership.node_id)) {
+    state = core::to_string(local->state);
+    last_error = local->last_error;
+    if (local->connected_since) connected_since = core::format_rfc3339(*local->connected_since);
+  } else if (!r.owner.empty()) {
+    state = r.state.empty() ? std::string(core::to_string(SessionState::connecting)) : r.state;
+    last_error = r.last_error;
+    connected_since = r.connected_since;
   }
   json::array folders;
   for (const auto& name : c.folders) {
@@ -135,7 +177,8 @@ json::object MailboxService::status_json(const store::MailboxRecord& r) const {
   }
   json::object o{{"id", c.id},
                  {"email", c.email},
-                 {"state", core::to_string(st.state)},
+                 {"state", state},
+                 {"owner", r.owner.empty() ? json::value(nullptr) : json::value(r.owner)},
                  {"folders", std::move(folders)},
                  {"delivered", r.delivered},
                  {"created_at", r.created_at},
@@ -147,13 +190,13 @@ json::object MailboxService::status_json(const store::MailboxRecord& r) const {
                                        {"tls_insecure", c.imap.tls.insecure}}}};
   if (c.since) o["since"] = core::format_rfc3339(*c.since);
   if (c.webhook) o["webhook"] = json::object{{"url", c.webhook->url}};
-  if (!st.last_error.empty()) o["last_error"] = st.last_error;
-  if (st.connected_since) o["connected_since"] = core::format_rfc3339(*st.connected_since);
+  if (!last_error.empty()) o["last_error"] = last_error;
+  if (!connected_since.empty()) o["connected_since"] = connected_since;
   return o;
 }
 
 net::awaitable<Outcome> MailboxService::add_mailbox(core::MailboxConfig cfg) {
-  if (!webhook_for(cfg, opts_))
+  if (opts_.webhook_sink && !webhook_for(cfg, opts_))
     co_return Outcome::fail(Errc::invalid_argument,
                             "no webhook: set \"webhook\" on the mailbox or start the service "
                             "with --webhook-url",
@@ -162,8 +205,10 @@ net::awaitable<Outcome> MailboxService::add_mailbox(core::MailboxConfig cfg) {
   store::MailboxRecord rec;
   rec.config = cfg;
   rec.created_at = core::format_rfc3339(std::chrono::system_clock::now());
-  if (!registry_.add(rec))
-    co_return Outcome::fail(Errc::already_exists, "a mailbox with this id exists", "id");
+  Outcome failure;
+  auto added = co_await guarded([&] { return registry_.add(rec); }, failure);
+  if (!added) co_return failure;
+  if (!*added) co_return Outcome::fail(Errc::already_exists, "a mailbox with this id exists", "id");
   // GCC 12 miscompiles co_await inside a condition (SIGILL): await into a variable first.
   const bool saved = co_await flush();
   if (!saved) {
@@ -171,59 +216,77 @@ net::awaitable<Outcome> MailboxService::add_mailbox(core::MailboxConfig cfg) {
     co_return Outcome::fail(Errc::unavailable, "the registry could not be saved");
   }
   log::info("mailbox_added", {{"mailbox", cfg.id}, {"host", cfg.imap.host}});
-  start_session(cfg, rec.epoch, {});
+  try {
+    co_await ownership_->claim_new(cfg.id);
+  } catch (const std::exception& e) {
+    // Registered; a node claims it at its next tick.
+    log::warn("claim_failed", {{"mailbox", cfg.id}, {"error", e.what()}});
+  }
   Outcome out;
   out.body = {{"id", cfg.id}, {"state", "connecting"}};
   co_return out;
 }
 
 net::awaitable<Outcome> MailboxService::get_mailbox(std::string id) {
-  auto rec = registry_.get(id);
-  if (!rec) co_return Outcome::fail(Errc::not_found, "no mailbox with this id", "id");
+  Outcome failure;
+  auto rec = co_await guarded([&] { return registry_.get(id); }, failure);
+  if (!rec) co_return failure;
+  if (!*rec) co_return Outcome::fail(Errc::not_found, "no mailbox with this id", "id");
   Outcome out;
-  out.body = status_json(*rec);
+  out.body = status_json(**rec);
   co_return out;
 }
 
 net::awaitable<Outcome> MailboxService::list_mailboxes(std::string cursor, std::size_t limit) {
-  auto page = registry_.list(cursor, limit + 1);
-  const bool more = page.size() > limit;
-  if (more) page.resize(limit);
+  Outcome failure;
+  auto page = co_await guarded([&] { return registry_.list(cursor, limit + 1); }, failure);
+  if (!page) co_return failure;
+  const bool more = page->size() > limit;
+  if (more) page->resize(limit);
   json::array items;
-  for (const auto& r : page) items.push_back(status_json(r));
+  for (const auto& r : *page) items.push_back(status_json(r));
   Outcome out;
   out.body["items"] = std::move(items);
-  if (more) out.body["next_cursor"] = page.back().config.id;
+  if (more) out.body["next_cursor"] = page->back().config.id;
   co_return out;
 }
 
 net::awaitable<Outcome> MailboxService::update_mailbox(core::MailboxConfig cfg, UpdateMask mask) {
-  auto current = registry_.get(cfg.id);
-  if (!current) co_return Outcome::fail(Errc::not_found, "no mailbox with this id", "id");
-  if (mask.keep_password) cfg.imap.password = current->config.imap.password;
-  if (mask.keep_webhook_secret && cfg.webhook && current->config.webhook)
-    cfg.webhook->secret = current->config.webhook->secret;
-  if (!webhook_for(cfg, opts_))
+  Outcome failure;
+  auto current = co_await guarded([&] { return registry_.get(cfg.id); }, failure);
+  if (!current) co_return failure;
+  if (!*current) co_return Outcome::fail(Errc::not_found, "no mailbox with this id", "id");
+  const auto& cur = **current;
+  if (mask.keep_password) cfg.imap.password = cur.config.imap.password;
+  if (mask.keep_webhook_secret && cfg.webhook && cur.config.webhook)
+    cfg.webhook->secret = cur.config.webhook->secret;
+  if (opts_.webhook_sink && !webhook_for(cfg, opts_))
     co_return Outcome::fail(Errc::invalid_argument, "no webhook for this mailbox", "webhook.url");
-  auto epoch = registry_.replace_config(cfg);
-  if (!epoch) co_return Outcome::fail(Errc::not_found, "no mailbox with this id", "id");
+  auto epoch = co_await guarded([&] { return registry_.replace_config(cfg); }, failure);
+  if (!epoch) co_return failure;
+  if (!*epoch) co_return Outcome::fail(Errc::not_found, "no mailbox with this id", "id");
   const bool saved = co_await flush();
   if (!saved) co_return Outcome::fail(Errc::unavailable, "the registry could not be saved");
-  if (fetcher_) fetcher_->forget(cfg.id);
-  log::info("mailbox_updated", {{"mailbox", cfg.id}, {"epoch", std::to_string(*epoch)}});
-  start_session(cfg, *epoch, {});
-  auto rec = registry_.get(cfg.id);
-  if (!rec) co_return Outcome::fail(Errc::not_found, "no mailbox with this id", "id");
+  log::info("mailbox_updated", {{"mailbox", cfg.id}, {"epoch", std::to_string(**epoch)}});
+  // The owner serves the new settings: here at once; on another node at its next renewal,
+  // when it sees the epoch moved.
+  co_await ownership_->refresh(cfg.id);
+  auto rec = co_await guarded([&] { return registry_.get(cfg.id); }, failure);
+  if (!rec) co_return failure;
+  if (!*rec) co_return Outcome::fail(Errc::not_found, "no mailbox with this id", "id");
   Outcome out;
-  out.body = status_json(*rec);
+  out.body = status_json(**rec);
   co_return out;
 }
 
 net::awaitable<Outcome> MailboxService::remove_mailbox(std::string id) {
-  if (!registry_.remove(id))
-    co_return Outcome::fail(Errc::not_found, "no mailbox with this id", "id");
-  stop_session(id);
-  if (fetcher_) fetcher_->forget(id);
+  Outcome failure;
+  auto removed = co_await guarded([&] { return registry_.remove(id); }, failure);
+  if (!removed) co_return failure;
+  if (!*removed) co_return Outcome::fail(Errc::not_found, "no mailbox with this id", "id");
+  // Here at once; an owner elsewhere stops at its next renewal (the lease is gone).
+  ownership_->forget(id);
+  drop(id);
   const bool saved = co_await flush();
   if (!saved) co_return Outcome::fail(Errc::unavailable, "the registry could not be saved");
   log::info("mailbox_removed", {{"mailbox", id}});
@@ -231,9 +294,43 @@ net::awaitable<Outcome> MailboxService::remove_mailbox(std::string id) {
   co_return out;
 }
 
-bool MailboxService::ready() const {
-  std::lock_guard lk(mu_);
-  return started_;
+net::awaitable<Outcome> MailboxService::list_nodes() {
+  Outcome failure;
+  auto nodes = co_await guarded([&] { return registry_.nodes(); }, failure);
+  if (!nodes) co_return failure;
+  json::array items;
+  for (const auto& n : *nodes)
+    items.push_back(json::object{{"id", n.id},
+                                 {"role", n.role},
+                                 {"mailboxes", n.held},
+                                 {"capacity", n.capacity},
+                                 {"version", n.version},
+                                 {"started_at", n.started_at},
+                                 {"seen_at", n.seen_at}});
+  Outcome out;
+  out.body["items"] = std::move(items);
+  co_return out;
+}
+
+json::object MailboxService::readiness() const {
+  bool started;
+  {
+    std::lock_guard lk(mu_);
+    started = started_;
+  }
+  json::object checks;
+  bool ready = started;
+  checks["started"] = started ? "ok" : "starting";
+  const bool registry_ok = registry_.healthy();
+  checks["registry"] = registry_ok ? "ok" : "unavailable";
+  ready = ready && registry_ok;
+  const bool queue_ok = queue_.healthy();
+  checks["queue"] = queue_ok ? std::string("ok") : "unavailable: " + queue_.health_detail();
+  ready = ready && queue_ok;
+  const bool sink_ok = sink_.healthy();
+  checks["sink"] = sink_ok ? "ok" : "unavailable";
+  ready = ready && sink_ok;
+  return {{"status", ready ? "ready" : "not_ready"}, {"checks", std::move(checks)}};
 }
 
 std::string MailboxService::metrics_text() const {
@@ -256,6 +353,11 @@ std::string MailboxService::metrics_text() const {
       "# TYPE el_active_subscriptions gauge\n"
       "el_active_subscriptions " +
       std::to_string(by_state[SessionState::idle] + by_state[SessionState::polling]) + "\n";
+  out +=
+      "# HELP el_leases_held Mailbox leases this node holds.\n"
+      "# TYPE el_leases_held gauge\n"
+      "el_leases_held " +
+      std::to_string(ownership_->held()) + "\n";
   return out;
 }
 

@@ -1,5 +1,5 @@
 // The mailbox service: the MailboxApi use cases over the registry, plus the live sessions of
-// the mailboxes this node serves (all of them, in the embedded default).
+// the mailboxes this node owns (all of them on a single node; its fair share in a fleet).
 #pragma once
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -11,6 +11,7 @@
 #include "queue/task_queue.hpp"
 #include "service/api.hpp"
 #include "service/options.hpp"
+#include "service/ownership.hpp"
 #include "service/session.hpp"
 #include "store/registry.hpp"
 
@@ -18,7 +19,7 @@ namespace el::service {
 
 class Fetcher;
 
-class MailboxService final : public MailboxApi {
+class MailboxService final : public MailboxApi, private OwnedSessions {
  public:
   // Everything passed by reference must outlive the service. fetcher may be null (no local
   // downloads); it is told when a mailbox's settings change.
@@ -26,9 +27,13 @@ class MailboxService final : public MailboxApi {
                  delivery::EventSink& sink, Fetcher* fetcher, ServiceOptions opts);
   ~MailboxService() override;
 
-  // Starts a session for every mailbox in the registry, spread over opts.session.start_spread.
+  // Joins the fleet: heartbeats, and (unless a worker) claims its share of the mailboxes and
+  // starts their sessions.
   void start();
-  // Stops every session (DONE, LOGOUT). Asynchronous: sessions end on their strands.
+  // Graceful hand-over: stops every session (DONE, LOGOUT) and releases every lease at once so
+  // that other nodes take over without waiting for expiry.
+  net::awaitable<void> shutdown();
+  // Stops every session without touching the registry. Asynchronous.
   void stop();
 
   net::awaitable<Outcome> add_mailbox(core::MailboxConfig cfg) override;
@@ -36,18 +41,26 @@ class MailboxService final : public MailboxApi {
   net::awaitable<Outcome> list_mailboxes(std::string cursor, std::size_t limit) override;
   net::awaitable<Outcome> update_mailbox(core::MailboxConfig cfg, UpdateMask mask) override;
   net::awaitable<Outcome> remove_mailbox(std::string id) override;
-  bool ready() const override;
+  net::awaitable<Outcome> list_nodes() override;
+  boost::json::object readiness() const override;
   std::string metrics_text() const override;
 
   // After stop(): true once every stopped session has ended its coroutines (logged out).
   bool sessions_ended() const;
 
  private:
+  void serve(const store::MailboxRecord& record, std::uint64_t epoch,
+             std::chrono::milliseconds delay) override;
+  void drop(const std::string& id) override;
+
   boost::json::object status_json(const store::MailboxRecord& r) const;
   void start_session(const core::MailboxConfig& cfg, std::uint64_t epoch,
                      std::chrono::milliseconds delay);
   void stop_session(const std::string& id);
   net::awaitable<bool> flush();  // registry.flush() off the I/O threads; false on failure
+  // Runs a registry call off the I/O threads; Unavailable becomes a 503 outcome.
+  template <class F>
+  net::awaitable<std::optional<std::invoke_result_t<F&>>> guarded(F f, Outcome& failure);
 
   boost::asio::io_context& ioc_;
   store::Registry& registry_;
@@ -55,7 +68,8 @@ class MailboxService final : public MailboxApi {
   delivery::EventSink& sink_;
   Fetcher* fetcher_;
   ServiceOptions opts_;
-  boost::asio::thread_pool blocking_{1};
+  std::shared_ptr<Ownership> ownership_;
+  boost::asio::thread_pool blocking_{1};  // state-file flushes
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<MailboxSession>, std::less<>> sessions_;
   bool started_ = false;

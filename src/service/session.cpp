@@ -15,6 +15,8 @@
 #include "core/metrics.hpp"
 #include "service/fetcher.hpp"
 #include "service/imap_connect.hpp"
+#include "service/ownership.hpp"
+#include "store/call.hpp"
 
 namespace el::service {
 
@@ -45,7 +47,9 @@ struct MailboxSession::Folder {
 };
 
 namespace {
-double jitter() {
+// Never inlined into a coroutine: a thread_local's address must be computed on the thread that
+// runs the call, not cached in a frame that resumes on another thread.
+[[gnu::noinline]] double jitter() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   return std::uniform_real_distribution<double>(0.5, 1.0)(rng);
 }
@@ -123,7 +127,8 @@ net::awaitable<void> MailboxSession::sleep(Folder& f, milliseconds d) {
 
 void MailboxSession::emit(core::Event ev) {
   auto target = webhook_for(cfg_, deps_.opts);
-  if (!target) return;
+  if (!target && deps_.opts.webhook_sink) return;
+  if (!target) target.emplace();  // the sink does not use it
   auto self = shared_from_this();
   net::co_spawn(
       strand_,
@@ -164,6 +169,15 @@ void MailboxSession::update_aggregate() {
     status_ = next;
     if (!changed) return;
   }
+  if (deps_.ownership) {
+    store::StateUpdate u;
+    u.id = cfg_.id;
+    u.epoch = epoch_;
+    u.state = core::to_string(next.state);
+    u.last_error = next.last_error;
+    if (next.connected_since) u.connected_since = core::format_rfc3339(*next.connected_since);
+    deps_.ownership->publish_state(std::move(u));
+  }
   log::info("mailbox_state", {{"mailbox", cfg_.id},
                               {"state", std::string(core::to_string(next.state))},
                               {"previous", std::string(core::to_string(previous))},
@@ -181,18 +195,24 @@ void MailboxSession::update_aggregate() {
   emit(std::move(ev));
 }
 
-std::uint32_t MailboxSession::checkpoint_uid(const Folder& f) const {
-  if (auto rec = deps_.registry.get(cfg_.id)) {
-    if (auto* cp = rec->checkpoint(f.name); cp && cp->uidvalidity == f.uidvalidity)
-      return std::max(cp->last_uid, f.baseline);
+net::awaitable<std::uint32_t> MailboxSession::checkpoint_uid(Folder& f) {
+  try {
+    auto rec = co_await store::call(deps_.registry, [&] { return deps_.registry.get(cfg_.id); });
+    if (rec) {
+      if (auto* cp = rec->checkpoint(f.name); cp && cp->uidvalidity == f.uidvalidity)
+        f.baseline = std::max(cp->last_uid, f.baseline);
+    }
+  } catch (const store::Unavailable&) {
+    // Registry down: go on from what this session knows; a task then waits for the registry
+    // to save its checkpoint, and nothing is acknowledged that was not saved.
   }
-  return f.baseline;
+  co_return f.baseline;
 }
 
 net::awaitable<void> MailboxSession::take_baseline(Folder& f, imap::Client& c,
                                                    std::uint32_t uidvalidity,
                                                    std::uint32_t uidnext) {
-  auto rec = deps_.registry.get(cfg_.id);
+  auto rec = co_await store::call(deps_.registry, [&] { return deps_.registry.get(cfg_.id); });
   const core::FolderCheckpoint* cp = rec ? rec->checkpoint(f.name) : nullptr;
   f.uidvalidity = uidvalidity;
   if (cp && cp->uidvalidity == uidvalidity) {
@@ -230,18 +250,22 @@ net::awaitable<void> MailboxSession::take_baseline(Folder& f, imap::Client& c,
     emit(std::move(ev));
   }
   f.baseline = last;
-  deps_.registry.save_checkpoint(cfg_.id, epoch_, {f.name, uidvalidity, last}, 0);
+  const core::FolderCheckpoint cp_new{f.name, uidvalidity, last};
+  co_await store::call(deps_.registry,
+                       [&] { return deps_.registry.save_checkpoint(cfg_.id, epoch_, cp_new, 0); });
 }
 
 net::awaitable<void> MailboxSession::check_new(const std::shared_ptr<Folder>& f, imap::Client& c) {
-  const std::uint32_t last = checkpoint_uid(*f);
+  const std::uint32_t last = co_await checkpoint_uid(*f);
   auto uids = co_await c.uid_search("UID " + std::to_string(last + 1) + ":*");
   if (std::any_of(uids.begin(), uids.end(), [&](std::uint32_t u) { return u > last; }))
     request_fetch(f);
 }
 
 void MailboxSession::request_fetch(const std::shared_ptr<Folder>& f) {
-  if (deps_.opts.session.fetch_on_idle_connection)
+  // Downloads on the folder's own connection only when the task runs in this process; with
+  // workers consuming from RabbitMQ the connection stays in IDLE while a worker downloads.
+  if (deps_.opts.session.fetch_on_idle_connection && deps_.queue.runs_here())
     f->want_fetch = true;  // the folder loop downloads once out of IDLE (after any backoff)
   else
     trigger_task(f);
@@ -261,7 +285,8 @@ milliseconds MailboxSession::retry_delay(Folder& f, const TaskResult& r) {
 }
 
 net::awaitable<void> MailboxSession::fetch_inline(Folder& f, imap::Client& c) {
-  queue::FetchTask task{cfg_.id, f.name, f.uidvalidity, checkpoint_uid(f), epoch_, &c};
+  const std::uint32_t after = co_await checkpoint_uid(f);  // not inside the braces: GCC 12
+  queue::FetchTask task{cfg_.id, f.name, f.uidvalidity, after, epoch_, &c};
   const TaskResult r = co_await deps_.queue.submit(task);
   switch (r.status) {
     case TaskResult::Status::done:
@@ -296,7 +321,8 @@ void MailboxSession::trigger_task(const std::shared_ptr<Folder>& f) {
 
 net::awaitable<void> MailboxSession::run_task(std::shared_ptr<Folder> f) {
   auto self = shared_from_this();
-  queue::FetchTask task{cfg_.id, f->name, f->uidvalidity, checkpoint_uid(*f), epoch_};
+  const std::uint32_t after = co_await checkpoint_uid(*f);  // not inside the braces: GCC 12
+  queue::FetchTask task{cfg_.id, f->name, f->uidvalidity, after, epoch_};
   TaskResult r;
   try {
     r = co_await deps_.queue.submit(task);

@@ -27,11 +27,14 @@ struct SessionStatus {
   std::optional<std::chrono::system_clock::time_point> connected_since;
 };
 
+class Ownership;
+
 struct SessionDeps {
   store::Registry& registry;
   queue::TaskQueue& queue;
   delivery::EventSink& sink;
   const ServiceOptions& opts;
+  Ownership* ownership = nullptr;  // publishes state changes for other nodes; may be null
 };
 
 class MailboxSession : public std::enable_shared_from_this<MailboxSession> {
@@ -52,7 +55,7 @@ class MailboxSession : public std::enable_shared_from_this<MailboxSession> {
   boost::asio::awaitable<void> take_baseline(Folder& f, imap::Client& c, std::uint32_t uidvalidity,
                                              std::uint32_t uidnext);
   boost::asio::awaitable<void> check_new(const std::shared_ptr<Folder>& f, imap::Client& c);
-  std::uint32_t checkpoint_uid(const Folder& f) const;
+  boost::asio::awaitable<std::uint32_t> checkpoint_uid(Folder& f);
   boost::asio::awaitable<void> sleep(Folder& f, std::chrono::milliseconds d);
   void request_fetch(const std::shared_ptr<Folder>& f);
   boost::asio::awaitable<void> fetch_inline(Folder& f, imap::Client& c);

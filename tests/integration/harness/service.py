@@ -75,10 +75,13 @@ class Service:
     """One email-listener process. The port and state file stay the same across restarts."""
 
     def __init__(self, webhook_url, webhook_secret, state_file=None, api_token=None,
-                 extra_args=(), fast=True, log_level='debug', workdir=None):
+                 extra_args=(), fast=True, log_level='debug', workdir=None, env=None):
+        """state_file=False: no --state-file (a Redis store). env: EL_* variables to set."""
         self.binary = require_binary()
         self.workdir = workdir or tempfile.mkdtemp(prefix='el-service-')
-        self.state_file = state_file or os.path.join(self.workdir, 'state.json')
+        self.state_file = (None if state_file is False
+                           else state_file or os.path.join(self.workdir, 'state.json'))
+        self.env = dict(env or {})
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.api_token = api_token
@@ -94,7 +97,9 @@ class Service:
     def argv(self):
         args = [self.binary, 'serve', '--listen', f'{HOST}:{self.port}',
                 '--webhook-url', self.webhook_url, '--webhook-secret', self.webhook_secret,
-                '--state-file', self.state_file, '--log-level', self.log_level]
+                '--log-level', self.log_level]
+        if self.state_file:
+            args += ['--state-file', self.state_file]
         if self.api_token:
             args += ['--api-token', self.api_token]
         if self.fast:
@@ -106,12 +111,14 @@ class Service:
             raise RuntimeError('service already running')
         fresh_port = self.port is None
         env = {k: v for k, v in os.environ.items() if not k.startswith('EL_')}
+        env.update(self.env)
         for attempt in range(4):
             if fresh_port:
                 self.port = free_port()
             log = open(self.log_path, 'ab')
             self.starts += 1
-            shown = ' '.join('***' if prev == '--webhook-secret' or prev == '--api-token' else a
+            shown = ' '.join('***' if prev in ('--webhook-secret', '--api-token', '--store',
+                                               '--queue', '--sink') else a
                              for prev, a in zip([''] + self.argv(), self.argv()))
             log.write(f'\n===== start #{self.starts}: {shown}\n'.encode())
             log.flush()
@@ -153,6 +160,13 @@ class Service:
     def kill(self):
         """SIGKILL: a crash, nothing gets flushed."""
         self._kill()
+
+    def pause(self):
+        """SIGSTOP: the process freezes (a long GC pause, a partition), its timers stop."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
 
     def _kill(self):
         if self.proc is None:

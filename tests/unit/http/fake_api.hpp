@@ -68,9 +68,12 @@ class FakeApi : public service::MailboxApi {
   net::awaitable<service::Outcome> remove_mailbox(std::string id) override {
     co_return record("remove", [&](Recorded& r) { r.id = std::move(id); });
   }
-  bool ready() const override {
+  net::awaitable<service::Outcome> list_nodes() override {
+    co_return record("nodes", [](Recorded&) {});
+  }
+  boost::json::object readiness() const override {
     std::lock_guard lock(mu_);
-    return ready_;
+    return {{"status", ready_ ? "ready" : "not_ready"}, {"checks", boost::json::object{}}};
   }
   std::string metrics_text() const override {
     return "# TYPE el_mailboxes gauge\nel_mailboxes{state=\"idle\"} 3\n";

@@ -371,7 +371,18 @@ TEST(Probes, HealthAndReadiness) {
   api.set_ready(false);
   res = run(make_request(bhttp::verb::get, "/readyz"), api);
   EXPECT_EQ(res.result_int(), 503);
-  EXPECT_EQ(json_of(res), (json::object{{"status", "not_ready"}}));
+  EXPECT_EQ(json_of(res).at("status"), "not_ready");
+}
+
+TEST(Nodes, ListedWithGetOnly) {
+  FakeApi api;
+  api.answer(Outcome{{}, json::object{{"items", json::array{}}}});
+  auto res = run(make_request(bhttp::verb::get, "/v1/nodes"), api);
+  EXPECT_EQ(res.result_int(), 200);
+  EXPECT_EQ(api.recorded().calls.back(), "nodes");
+  res = run(make_request(bhttp::verb::post, "/v1/nodes"), api);
+  EXPECT_EQ(res.result_int(), 405);
+  EXPECT_EQ(res[bhttp::field::allow], "GET");
 }
 
 TEST(Metrics, EndpointRendersCountersThenServiceText) {

@@ -1,0 +1,73 @@
+"""Scale-out scenario 2: mail flows into 60 mailboxes held by two api nodes; one api node is
+SIGKILLed: its mailboxes are back in service on the other within the lease time plus one
+reconnect, every email is delivered, and duplicates only ever carry the same event id."""
+
+import threading
+import time
+import unittest
+
+from harness.fleet import FleetCase, log, wait_until
+
+COUNT = 60
+LEASE_S = 3
+
+
+class FleetFailoverTest(FleetCase):
+    users = COUNT
+
+    def test_sigkill_api_node_loses_nothing(self):
+        api1 = self.start_node('api-1')
+        api2 = self.start_node('api-2')
+        self.start_node('worker-1', role='worker')
+        wait_until(lambda: len(self.nodes_view(api1)) == 3, 20, what='three nodes heartbeating')
+        ids = self.register_all(api2, COUNT)
+        self.wait_all_idle(api2, ids, timeout=90)
+        wait_until(lambda: self.nodes_view(api2)['api-1']['mailboxes'] > 0, 20,
+                   what='api-1 holds mailboxes')
+        victims = [m for m in ids if api2.get_mailbox(m)['owner'] == 'api-1']
+        log(f'api-1 holds {len(victims)} mailboxes')
+
+        subjects = {m: set() for m in ids}
+        stop = threading.Event()
+        errors = []
+
+        def injector():
+            try:
+                n = 0
+                while not stop.is_set() and n < 4 * COUNT:
+                    i = n % COUNT + 1
+                    s = f'failover {n}'
+                    self.inject(f'user{i}', s)
+                    subjects[f'mb-user{i}'].add(s)
+                    n += 1
+                    time.sleep(0.02)
+            except Exception as exc:  # pylint: disable=broad-except
+                errors.append(exc)
+
+        t = threading.Thread(target=injector, daemon=True)
+        t.start()
+        time.sleep(2)
+        log('SIGKILL api-1')
+        killed_at = time.monotonic()
+        self.nodes['api-1'].kill()
+
+        def taken_over():
+            states = [api2.get_mailbox(m) for m in victims]
+            return all(s['owner'] == 'api-2' and s['state'] == 'idle' for s in states)
+        wait_until(taken_over, 30, interval=0.1, what="api-1's mailboxes idle on api-2")
+        took = time.monotonic() - killed_at
+        log(f"api-1's {len(victims)} mailboxes back in service on api-2 after {took:.1f}s "
+            f'(lease {LEASE_S}s)')
+        self.assertLess(took, LEASE_S + 8, 'take-over slower than lease + one reconnect')
+        t.join(timeout=60)
+        stop.set()
+        self.assertEqual(errors, [])
+        self.wait_subjects(subjects, 90)
+        total, distinct, dups = self.duplicate_report()
+        log(f'deliveries: {total} accepted for {distinct} emails; {dups} emails delivered more '
+            f'than once, each under one event id')
+        self.assertEqual(distinct, sum(len(s) for s in subjects.values()))
+
+
+if __name__ == '__main__':
+    unittest.main()
