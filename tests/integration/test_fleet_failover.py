@@ -51,14 +51,18 @@ class FleetFailoverTest(FleetCase):
         killed_at = time.monotonic()
         self.nodes['api-1'].kill()
 
-        def taken_over():
-            states = [api2.get_mailbox(m) for m in victims]
-            return all(s['owner'] == 'api-2' and s['state'] == 'idle' for s in states)
-        wait_until(taken_over, 30, interval=0.1, what="api-1's mailboxes idle on api-2")
-        took = time.monotonic() - killed_at
-        log(f"api-1's {len(victims)} mailboxes back in service on api-2 after {took:.1f}s "
-            f'(lease {LEASE_S}s)')
-        self.assertLess(took, LEASE_S + 8, 'take-over slower than lease + one reconnect')
+        # Within the lease plus a tick of the survivor the mailboxes are claimed; then each
+        # session needs one login (how long that takes is the mail server's: dozens of TLS
+        # logins at once, and much slower under the sanitizers).
+        wait_until(lambda: all(api2.get_mailbox(m)['owner'] == 'api-2' for m in victims), 30,
+                   interval=0.1, what="api-1's mailboxes claimed by api-2")
+        claimed = time.monotonic() - killed_at
+        wait_until(lambda: all(api2.get_mailbox(m)['state'] == 'idle' for m in victims), 60,
+                   interval=0.2, what="api-1's mailboxes idle on api-2")
+        idle = time.monotonic() - killed_at
+        log(f"api-1's {len(victims)} mailboxes claimed by api-2 {claimed:.1f}s after SIGKILL, "
+            f'all idle after {idle:.1f}s (lease {LEASE_S}s)')
+        self.assertLess(claimed, LEASE_S + 3, 'take-over slower than the lease and a tick')
         t.join(timeout=60)
         stop.set()
         self.assertEqual(errors, [])

@@ -3,6 +3,8 @@ mailboxes registered through one node are spread fairly (each api node within 20
 share), every node answers the status of every mailbox with the same owner and state, and new
 mail is downloaded by the worker."""
 
+import signal
+import time
 import unittest
 
 from harness.fleet import FleetCase, log, wait_until
@@ -58,6 +60,19 @@ class FleetShareTest(FleetCase):
         self.assertGreaterEqual(published, 1)
         for mid in subjects:
             self.assertEqual(api2.get_mailbox(mid)['delivered'], 1)
+
+        # Graceful hand-over: SIGTERM releases the leases at once, so api-2 takes over at its
+        # next tick instead of after the lease expired (3 s).
+        t0 = time.monotonic()
+        api1.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: all(api2.get_mailbox(m)['owner'] == 'api-2' for m in ids), 10,
+                   interval=0.1, what='api-2 owns every mailbox')
+        took = time.monotonic() - t0
+        self.assertEqual(api1.stop(), 0)
+        log(f'SIGTERM hand-over: api-2 owns all {COUNT} mailboxes {took:.1f}s after the signal')
+        self.assertLess(took, 3.0, 'hand-over waited for lease expiry')
+        self.assertNotIn('api-1', self.nodes_view(api2))
+        self.wait_all_idle(api2, ids, timeout=60)
 
 
 if __name__ == '__main__':

@@ -90,9 +90,12 @@ class FleetCase(unittest.TestCase):
                      for t, _ in getattr(result, name, None) or [])
         if not failed and not os.environ.get('ELTEST_VERBOSE'):
             return
+        noise = ('http_request', 'webhook_delivered', 'message_delivered')
         for name, svc in self.nodes.items():
-            sys.stderr.write(f'\n===== {self.id()}: node {name} log ({svc.log_path}) =====\n')
-            sys.stderr.write(svc.log_text()[-15000:])
+            sys.stderr.write(f'\n===== {self.id()}: node {name} log ({svc.log_path}, without '
+                             f'{", ".join(noise)}) =====\n')
+            lines = [l for l in svc.log_text().splitlines() if not any(n in l for n in noise)]
+            sys.stderr.write('\n'.join(lines)[-15000:])
         if self.rabbit:
             sys.stderr.write('\n===== rabbitmq log (tail) =====\n')
             sys.stderr.write(self.rabbit.log_text()[-3000:])

@@ -111,3 +111,85 @@ TEST(Config, SecretKeysAreCheckedAtStartWithoutEchoingThem) {
   EXPECT_THROW(parse_serve_config({"--secret-key", good, "--secret-key-old", "x"}, {}),
                ConfigError);
 }
+
+// ---- fleet settings (issue 3) ----
+
+namespace {
+std::string refusal(std::vector<std::string> args, Env env = {}) {
+  try {
+    parse_serve_config(args, env);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "(accepted)";
+}
+const char* kKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";  // 32 bytes
+}  // namespace
+
+TEST(FleetConfig, DefaultsAreTheEmbeddedSingleNode) {
+  auto c = parse_serve_config({}, {});
+  EXPECT_FALSE(c.redis_store());
+  EXPECT_FALSE(c.amqp_queue());
+  EXPECT_EQ(c.service.ownership.role, "all");
+  EXPECT_FALSE(c.service.ownership.node_id.empty());  // the host name
+  EXPECT_EQ(c.service.ownership.capacity, 10000u);
+  EXPECT_EQ(c.service.ownership.lease, std::chrono::seconds(15));
+  EXPECT_TRUE(c.service.webhook_sink);
+  EXPECT_TRUE(c.amqp_sinks.empty());
+  EXPECT_EQ(c.queue_type, "quorum");
+}
+
+TEST(FleetConfig, ApiNodeWithRedisAndRabbitMQ) {
+  auto c = parse_serve_config(
+      {"--role", "api", "--node-id", "el-0", "--store", "redis://el:pw@127.0.0.1:6379/2", "--queue",
+       "amqp://u:p@127.0.0.1:5672/%2f", "--queue-type", "classic", "--capacity", "500", "--lease",
+       "5s", "--sink", "webhook,amqp://u:p@127.0.0.1:5672/%2f/events"},
+      {{"EL_SECRET_KEY", kKey}});
+  EXPECT_TRUE(c.redis_store());
+  EXPECT_TRUE(c.amqp_queue());
+  EXPECT_EQ(c.service.ownership.node_id, "el-0");
+  EXPECT_EQ(c.service.ownership.capacity, 500u);
+  EXPECT_EQ(c.service.ownership.lease, std::chrono::seconds(5));
+  EXPECT_EQ(c.queue_type, "classic");
+  EXPECT_TRUE(c.service.webhook_sink);
+  ASSERT_EQ(c.amqp_sinks.size(), 1u);
+  // Only an exchange sink: mailboxes need no webhook.
+  auto d = parse_serve_config({"--sink", "amqp://u:p@127.0.0.1:5672/%2f/events"}, {});
+  EXPECT_FALSE(d.service.webhook_sink);
+}
+
+TEST(FleetConfig, RedisStoreNeedsAKeyUnlessPlaintextIsAllowed) {
+  const std::string redis = "redis://127.0.0.1:6379/0";
+  auto m = refusal({"--store", redis});
+  EXPECT_NE(m.find("EL_SECRET_KEY"), std::string::npos) << m;
+  EXPECT_NE(m.find("--allow-plaintext-secrets"), std::string::npos) << m;
+  EXPECT_EQ(refusal({"--store", redis, "--allow-plaintext-secrets"}), "(accepted)");
+  EXPECT_EQ(refusal({"--store", redis}, {{"EL_SECRET_KEY", kKey}}), "(accepted)");
+  EXPECT_NE(refusal({"--store", redis, "--state-file", "/tmp/x"}, {{"EL_SECRET_KEY", kKey}})
+                .find("--state-file"),
+            std::string::npos);
+}
+
+TEST(FleetConfig, RolesNeedTheSharedBackends) {
+  EXPECT_NE(refusal({"--role", "worker"}).find("--store redis://"), std::string::npos);
+  EXPECT_NE(refusal({"--role", "api"}).find("--store redis://"), std::string::npos);
+  EXPECT_NE(refusal({"--role", "worker", "--store", "redis://h:1/0"}, {{"EL_SECRET_KEY", kKey}})
+                .find("--queue amqp://"),
+            std::string::npos);
+  EXPECT_NE(refusal({"--role", "boss"}).find("--role"), std::string::npos);
+}
+
+TEST(FleetConfig, BadUrlsAreRefusedWithoutEchoingPasswords) {
+  auto m = refusal({"--store", "http://u:secretpw@h/0"});
+  EXPECT_NE(m.find("--store"), std::string::npos);
+  EXPECT_EQ(m.find("secretpw"), std::string::npos) << m;
+  m = refusal({"--queue", "amqps//u:secretpw@h"});
+  EXPECT_NE(m.find("--queue"), std::string::npos);
+  EXPECT_EQ(m.find("secretpw"), std::string::npos) << m;
+  m = refusal({"--sink", "amqp://u:secretpw@h:5672/%2f"});  // no exchange
+  EXPECT_NE(m.find("exchange"), std::string::npos) << m;
+  EXPECT_EQ(m.find("secretpw"), std::string::npos) << m;
+  EXPECT_NE(refusal({"--sink", "kafka"}).find("--sink"), std::string::npos);
+  EXPECT_NE(refusal({"--queue-type", "stream"}).find("--queue-type"), std::string::npos);
+  EXPECT_NE(refusal({"--lease", "100ms"}).find("--lease"), std::string::npos);
+}
