@@ -5,9 +5,9 @@
               store (sealed credentials, one folder checkpoint, lease held, state published);
               MEMORY USAGE of each mailbox's keys, and used_memory growth over N.
   throughput  emails per second through a 3-node fleet (2 api, 1 worker; Redis + RabbitMQ)
-              against one node in `all` mode (memory store, in-process queue): M emails of
-              ~10 KB injected over LMTP as fast as possible into K mailboxes, time from the first
-              injection to the last webhook acceptance.
+              against one node in `all` mode (memory store, in-process queue): the nodes are
+              frozen (SIGSTOP) while M emails of ~10 KB are injected over LMTP into K mailboxes,
+              then thawed; time from SIGCONT to the last webhook acceptance.
   failover    time from SIGKILL of an api node to all of its mailboxes idle on the other node
               (lease 3 s), median of R runs.
 
@@ -108,35 +108,44 @@ def bench_memory(args):
 
 
 # ---- throughput ------------------------------------------------------------------------------
-def run_load(hook, dovecot, via, mailboxes, emails):
+def run_load(hook, dovecot, via, nodes, mailboxes, emails):
+    """Registers the mailboxes, freezes every node (SIGSTOP), injects the emails, thaws the
+    nodes and times the drain: from SIGCONT to the last webhook acceptance. The injection (LMTP
+    into Dovecot on the same 2 cores) is not timed, so the figure is the service's own
+    download-parse-deliver rate, not the injector's."""
     ids = [via.add_mailbox(mailbox_payload(dovecot, f'user{i}', mailbox_id=f'mb-user{i}'))['id']
            for i in range(1, mailboxes + 1)]
     wait_idle(via, ids, 120)
     time.sleep(2)
     start_count = len({d.event_id for d in hook.messages()})
-    msgs = [make_message(f'load {n}', body=body_10k(n), to_addr=dovecot.address(f'user{n % mailboxes + 1}'))
+    msgs = [make_message(f'load {n}', body=body_10k(n),
+                         to_addr=dovecot.address(f'user{n % mailboxes + 1}'))
             for n in range(emails)]
-    t0 = time.monotonic()
-    errors = []
+    for n in nodes:
+        n.pause()
+    try:
+        errors = []
 
-    def injector(part):
-        try:
-            for n in range(part, emails, 4):
-                dovecot.inject(f'user{n % mailboxes + 1}', msgs[n])
-        except Exception as exc:  # pylint: disable=broad-except
-            errors.append(exc)
-    threads = [threading.Thread(target=injector, args=(p,), daemon=True) for p in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=600)
-    t_inj = time.monotonic() - t0
-    if errors:
-        raise SystemExit(f'injection failed: {errors[0]}')
+        def injector(part):
+            try:
+                for n in range(part, emails, 4):
+                    dovecot.inject(f'user{n % mailboxes + 1}', msgs[n])
+            except Exception as exc:  # pylint: disable=broad-except
+                errors.append(exc)
+        threads = [threading.Thread(target=injector, args=(p,), daemon=True) for p in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=600)
+        if errors:
+            raise SystemExit(f'injection failed: {errors[0]}')
+    finally:
+        t0 = time.monotonic()
+        for n in nodes:
+            n.resume()
     hook.wait_for(lambda _: len({d.event_id for d in hook.messages()}) - start_count >= emails,
                   600, f'{emails} emails delivered')
-    elapsed = time.monotonic() - t0
-    return elapsed, t_inj
+    return time.monotonic() - t0
 
 
 def bench_throughput(args):
@@ -149,8 +158,8 @@ def bench_throughput(args):
                       extra_args=['--threads', '2'])
         svc.start()
         try:
-            results['1 node (all, memory, inproc)'] = run_load(hook, dovecot, svc, args.mailboxes,
-                                                               args.emails)
+            results['1 node (all, memory, inproc)'] = run_load(hook, dovecot, svc, [svc],
+                                                               args.mailboxes, args.emails)
         finally:
             svc.stop()
             svc.cleanup()
@@ -159,14 +168,17 @@ def bench_throughput(args):
     with Dovecot(users=args.mailboxes) as dovecot, RedisServer() as redis, \
             RabbitMQServer() as rabbit:
         hook = WebhookReceiver(SECRET).start()
-        nodes = [node(hook, redis, 'api-1', 'api', rabbit), node(hook, redis, 'api-2', 'api', rabbit),
-                 node(hook, redis, 'worker-1', 'worker', rabbit)]
+        # A long lease: the nodes are frozen while the emails are injected.
+        long_lease = ['--lease', '300s']
+        nodes = [node(hook, redis, 'api-1', 'api', rabbit, long_lease),
+                 node(hook, redis, 'api-2', 'api', rabbit, long_lease),
+                 node(hook, redis, 'worker-1', 'worker', rabbit, long_lease)]
         for n in nodes:
             n.start()
         try:
             time.sleep(2)
             results['3 nodes (2 api + 1 worker, Redis, RabbitMQ)'] = run_load(
-                hook, dovecot, nodes[0], args.mailboxes, args.emails)
+                hook, dovecot, nodes[0], nodes, args.mailboxes, args.emails)
             consumed = nodes[2].metrics().text
             local = sum(float(line.split()[-1]) for n in nodes[:2]
                         for line in n.metrics().text.splitlines()
@@ -180,9 +192,9 @@ def bench_throughput(args):
                 n.cleanup()
             hook.stop()
     print(f'{args.emails} emails of ~10 KB into {args.mailboxes} mailboxes')
-    for name, (elapsed, t_inj) in results.items():
-        print(f'{name:<46} {args.emails / elapsed:7.1f} emails/s  (all delivered after '
-              f'{elapsed:.1f}s; injection took {t_inj:.1f}s)')
+    for name, elapsed in results.items():
+        print(f'{name:<46} {args.emails / elapsed:7.1f} emails/s  (backlog drained in '
+              f'{elapsed:.1f}s)')
 
 
 # ---- failover --------------------------------------------------------------------------------
