@@ -19,6 +19,7 @@
 #include "amqp/link.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "delivery/backoff.hpp"
 
 namespace el::delivery {
 
@@ -29,21 +30,6 @@ using Strand = net::strand<net::any_io_executor>;
 constexpr auto kTuple = net::as_tuple(net::use_awaitable);
 constexpr std::chrono::milliseconds kReconnectDelay{1000};
 constexpr std::string_view kMailboxHeader = "x-el-mailbox-id";
-
-// The webhook's schedule: the cap doubles per attempt from initial up to max, the sleep is
-// uniform in [0, cap] so that many mailboxes failing together spread their retries out.
-// Never inlined into a coroutine: a thread_local's address must be computed on the thread that
-// runs the call, not cached in a frame that resumes on another thread.
-[[gnu::noinline]] std::chrono::milliseconds full_jitter(int attempt,
-                                                        std::chrono::milliseconds initial,
-                                                        std::chrono::milliseconds max) {
-  double cap = static_cast<double>(initial.count());
-  for (int i = 1; i < attempt && cap < static_cast<double>(max.count()); ++i) cap *= 2;
-  const auto cap_ms = std::min<std::int64_t>(static_cast<std::int64_t>(cap), max.count());
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::uniform_int_distribution<std::int64_t> dist(0, std::max<std::int64_t>(cap_ms, 0));
-  return std::chrono::milliseconds(dist(rng));
-}
 
 // What one deliver() needs, copied before the first suspension so the caller's event may go.
 struct Job {

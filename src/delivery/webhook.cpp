@@ -36,6 +36,7 @@
 
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "delivery/backoff.hpp"
 #include "el/version.hpp"
 
 namespace el::delivery {
@@ -139,21 +140,6 @@ bool idle_connection_usable(tcp::socket& s) {
   char c;
   const auto n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
-// Never inlined into a coroutine: a thread_local's address must be computed on the thread that
-// runs the call, not cached in a frame that resumes on another thread.
-[[gnu::noinline]] std::chrono::milliseconds full_jitter(int attempt,
-                                                        std::chrono::milliseconds initial,
-                                                        std::chrono::milliseconds max) {
-  // Cap doubles per attempt from initial up to max; the sleep is uniform in [0, cap] so that
-  // many mailboxes failing together against one webhook spread their retries out.
-  double cap = static_cast<double>(initial.count());
-  for (int i = 1; i < attempt && cap < static_cast<double>(max.count()); ++i) cap *= 2;
-  const auto cap_ms = std::min<std::int64_t>(static_cast<std::int64_t>(cap), max.count());
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::uniform_int_distribution<std::int64_t> dist(0, std::max<std::int64_t>(cap_ms, 0));
-  return std::chrono::milliseconds(dist(rng));
 }
 
 std::optional<std::chrono::seconds> parse_retry_after(std::string_view v) {

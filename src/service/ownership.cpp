@@ -21,6 +21,7 @@ namespace {
 constexpr std::size_t kMaxReleasePerTick = 200;  // hand back gradually: no reconnect storm
 constexpr milliseconds kStateDelay{200};         // coalescing of published states
 constexpr milliseconds kStateRetry{1000};
+constexpr std::size_t kMaxClaimsPerTick = 100;  // keeps a tick short: renewals come first
 }  // namespace
 
 Ownership::Ownership(net::io_context& ioc, store::Registry& registry, OwnershipOptions opts,
@@ -62,7 +63,7 @@ std::size_t Ownership::fair_share(std::size_t total, std::size_t live) const {
 
 net::awaitable<void> Ownership::run() {
   auto self = shared_from_this();
-  const auto period = std::max(milliseconds(100), opts_.lease / 3);
+  const auto period = this->period();
   // In a fleet, a node's first tick only announces it: claiming waits until the others can
   // count it, or the first node up would take every mailbox and hand most of them back.
   bool first = registry_.kind() != "memory";
@@ -92,6 +93,7 @@ net::awaitable<void> Ownership::run() {
 }
 
 net::awaitable<void> Ownership::tick() {
+  const auto started = std::chrono::steady_clock::now();
   co_await store::call(registry_, [&] { registry_.heartbeat(info(), opts_.lease); });
   if (!holds_sessions() || stopped_) co_return;
   co_await renew();
@@ -105,9 +107,18 @@ net::awaitable<void> Ownership::tick() {
   last_total_ = total;
   last_live_ = live;
   if (!stopped_) co_await rebalance(total, live);
+  const auto took = std::chrono::steady_clock::now() - started;
+  if (took > period())
+    log::warn("ownership_tick_slow",
+              {{"node", opts_.node_id},
+               {"ms", std::to_string(std::chrono::duration_cast<milliseconds>(took).count())},
+               {"lease_ms", std::to_string(opts_.lease.count())}});
 }
 
+milliseconds Ownership::period() const { return std::max(milliseconds(100), opts_.lease / 3); }
+
 net::awaitable<void> Ownership::renew() {
+  last_renew_ = std::chrono::steady_clock::now();
   std::vector<std::string> ids;
   std::vector<std::uint64_t> epochs;
   {
@@ -186,7 +197,10 @@ net::awaitable<void> Ownership::rebalance(std::size_t total, std::size_t live) {
           : std::min<std::int64_t>(60000, static_cast<std::int64_t>(candidates.size()) * 5);
   std::size_t claimed = 0;
   for (const auto& id : candidates) {
-    if (stopped_ || held() >= fair) break;
+    if (stopped_ || held() >= fair || claimed >= kMaxClaimsPerTick) break;
+    // A slow registry or a large claim must not starve the renewal of what is already held:
+    // a lease that expires under a live session costs a hand-over for nothing.
+    if (std::chrono::steady_clock::now() - last_renew_ >= period()) co_await renew();
     const milliseconds delay(
         candidates.size() > 1 ? std::uniform_int_distribution<std::int64_t>(0, spread)(rng_) : 0);
     const bool ok = co_await try_claim(id, delay);

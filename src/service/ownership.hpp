@@ -68,6 +68,7 @@ class Ownership : public std::enable_shared_from_this<Ownership> {
   boost::asio::awaitable<void> flush_states();
   store::NodeInfo info() const;
   std::size_t fair_share(std::size_t total, std::size_t live) const;
+  std::chrono::milliseconds period() const;  // between ticks: a third of the lease
 
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   store::Registry& registry_;
@@ -77,6 +78,7 @@ class Ownership : public std::enable_shared_from_this<Ownership> {
   std::string started_at_;
   bool stopped_ = false;                        // on the strand
   std::size_t last_total_ = 0, last_live_ = 1;  // from the last tick, for claim_new
+  std::chrono::steady_clock::time_point last_renew_{};
   // On the strand. Not a thread_local: a coroutine resumes on any thread of the pool, and a
   // thread_local reached from its frame is then shared by two threads (seen: a corrupted
   // engine spinning forever in uniform_int_distribution).

@@ -9,7 +9,7 @@ import unittest
 from harness.fleet import FleetCase, log, wait_until
 
 COUNT = 60
-LEASE_S = 3
+LEASE_S = 4
 
 
 class FleetFailoverTest(FleetCase):

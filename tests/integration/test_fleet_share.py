@@ -62,7 +62,7 @@ class FleetShareTest(FleetCase):
             self.assertEqual(api2.get_mailbox(mid)['delivered'], 1)
 
         # Graceful hand-over: SIGTERM releases the leases at once, so api-2 takes over at its
-        # next tick instead of after the lease expired (3 s).
+        # next tick instead of after the lease expired (4 s).
         t0 = time.monotonic()
         api1.proc.send_signal(signal.SIGTERM)
         wait_until(lambda: all(api2.get_mailbox(m)['owner'] == 'api-2' for m in ids), 10,
@@ -70,7 +70,7 @@ class FleetShareTest(FleetCase):
         took = time.monotonic() - t0
         self.assertEqual(api1.stop(), 0)
         log(f'SIGTERM hand-over: api-2 owns all {COUNT} mailboxes {took:.1f}s after the signal')
-        self.assertLess(took, 3.0, 'hand-over waited for lease expiry')
+        self.assertLess(took, 4.0, 'hand-over waited for lease expiry')
         self.assertNotIn('api-1', self.nodes_view(api2))
         self.wait_all_idle(api2, ids, timeout=60)
 

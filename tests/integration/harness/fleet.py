@@ -20,7 +20,7 @@ from harness.redis import RedisServer
 from harness.service import Service, mailbox_payload, require_binary
 from harness.webhook import WebhookReceiver
 
-LEASE = '3s'  # short, so that take-overs happen within a test's time
+LEASE = '4s'  # short, so that take-overs happen within a test's time (sanitized builds too)
 
 
 class FleetCase(unittest.TestCase):
