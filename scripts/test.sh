@@ -24,8 +24,9 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DEL_SANITIZE=ON -DEL
 ninja -C build-asan -j "$JOBS"
 
 echo "== tests under ASan + UBSan (unit + integration)"
+# ELTEST_TIME_FACTOR: the fleet scenarios' time bounds stretch for the slower sanitized nodes.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure -j "$JOBS"
+  ELTEST_TIME_FACTOR=3 ctest --test-dir build-asan --output-on-failure -j "$JOBS"
 
 echo "== tests (unit + integration against real servers)"
 ctest --test-dir build --output-on-failure -j "$JOBS"
