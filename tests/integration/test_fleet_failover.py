@@ -2,7 +2,6 @@
 SIGKILLed: its mailboxes are back in service on the other within the lease time plus one
 reconnect, every email is delivered, and duplicates only ever carry the same event id."""
 
-import threading
 import time
 import unittest
 
@@ -27,25 +26,7 @@ class FleetFailoverTest(FleetCase):
         victims = [m for m in ids if api2.get_mailbox(m)['owner'] == 'api-1']
         log(f'api-1 holds {len(victims)} mailboxes')
 
-        subjects = {m: set() for m in ids}
-        stop = threading.Event()
-        errors = []
-
-        def injector():
-            try:
-                n = 0
-                while not stop.is_set() and n < 4 * COUNT:
-                    i = n % COUNT + 1
-                    s = f'failover {n}'
-                    self.inject(f'user{i}', s)
-                    subjects[f'mb-user{i}'].add(s)
-                    n += 1
-                    time.sleep(0.02)
-            except Exception as exc:  # pylint: disable=broad-except
-                errors.append(exc)
-
-        t = threading.Thread(target=injector, daemon=True)
-        t.start()
+        flow = self.start_mail_flow('failover', 4 * COUNT, 0.02)
         time.sleep(2)
         log('SIGKILL api-1')
         killed_at = time.monotonic()
@@ -64,14 +45,12 @@ class FleetFailoverTest(FleetCase):
             f'all idle after {idle:.1f}s (lease {LEASE_S}s)')
         self.assertLess(claimed, (LEASE_S + 3) * TIME_FACTOR,
                         'take-over slower than the lease and a tick')
-        t.join(timeout=60)
-        stop.set()
-        self.assertEqual(errors, [])
-        self.wait_subjects(subjects, 90)
+        flow.finish(timeout=60)
+        self.wait_subjects(flow.subjects, 90)
         total, distinct, dups = self.duplicate_report()
         log(f'deliveries: {total} accepted for {distinct} emails; {dups} emails delivered more '
             f'than once, each under one event id')
-        self.assertEqual(distinct, sum(len(s) for s in subjects.values()))
+        self.assertEqual(distinct, sum(len(s) for s in flow.subjects.values()))
 
 
 if __name__ == '__main__':

@@ -2,7 +2,6 @@
 mail keeps arriving: nothing is lost. While Redis is down the API answers 503 with a clear
 error, /readyz says the registry is unavailable, and sessions stay connected."""
 
-import threading
 import time
 import unittest
 
@@ -23,25 +22,7 @@ class FleetRestartsTest(FleetCase):
         ids = self.register_all(api1, COUNT)
         self.wait_all_idle(api1, ids)
 
-        subjects = {m: set() for m in ids}
-        stop = threading.Event()
-        errors = []
-
-        def injector():
-            try:
-                n = 0
-                while not stop.is_set() and n < 600:
-                    i = n % COUNT + 1
-                    s = f'restarts {n}'
-                    self.inject(f'user{i}', s)
-                    subjects[f'mb-user{i}'].add(s)
-                    n += 1
-                    time.sleep(0.05)
-            except Exception as exc:  # pylint: disable=broad-except
-                errors.append(exc)
-
-        t = threading.Thread(target=injector, daemon=True)
-        t.start()
+        flow = self.start_mail_flow('restarts', 600, 0.05)
         time.sleep(2)
 
         log('restarting RabbitMQ')
@@ -75,13 +56,11 @@ class FleetRestartsTest(FleetCase):
         wait_until(lambda: api2.request('GET', '/readyz').status == 200, 30,
                    what='/readyz ready again after Redis came back')
 
-        t.join(timeout=90)
-        stop.set()
-        self.assertEqual(errors, [])
-        self.wait_subjects(subjects, 120)
+        flow.finish(timeout=90)
+        self.wait_subjects(flow.subjects, 120)
         total, distinct, dups = self.duplicate_report()
         log(f'{total} deliveries for {distinct} emails; {dups} delivered twice (same event id)')
-        self.assertEqual(distinct, sum(len(s) for s in subjects.values()))
+        self.assertEqual(distinct, sum(len(s) for s in flow.subjects.values()))
         for mid in ids:
             self.assertEqual(api1.get_mailbox(mid)['state'], 'idle')
 

@@ -10,6 +10,7 @@ import collections
 import os
 import re
 import sys
+import threading
 import time
 import unittest
 import uuid
@@ -135,6 +136,12 @@ class FleetCase(unittest.TestCase):
     def inject(self, user, subject):
         self.dovecot.inject(user, make_message(subject, to_addr=self.dovecot.address(user)))
 
+    def start_mail_flow(self, tag, total, interval):
+        """Injects `total` emails round-robin into user1..userN (N = self.users) from a thread,
+        one every `interval` s. Returns the flow: .subjects (mailbox id -> subjects injected so
+        far), .finish(timeout) joins it and fails the test on an injection error."""
+        return MailFlow(self, tag, total, interval).start()
+
     def wait_subjects(self, subjects_by_mailbox, timeout):
         """Waits until every (mailbox, subject) was accepted by the webhook."""
         def missing():
@@ -176,6 +183,34 @@ class FleetCase(unittest.TestCase):
         r = via.request('GET', '/v1/nodes')
         self.assertEqual(r.status, 200, r.text)
         return {n['id']: n for n in r.json['items']}
+
+
+class MailFlow(threading.Thread):
+    def __init__(self, case, tag, total, interval):
+        super().__init__(daemon=True, name=f'mail-flow-{tag}')
+        self.case, self.tag, self.total, self.interval = case, tag, total, interval
+        self.subjects = {f'mb-user{i}': set() for i in range(1, case.users + 1)}
+        self.errors = []
+
+    def run(self):
+        try:
+            for n in range(self.total):
+                i = n % self.case.users + 1
+                s = f'{self.tag} {n}'
+                self.case.inject(f'user{i}', s)
+                self.subjects[f'mb-user{i}'].add(s)
+                time.sleep(self.interval)
+        except Exception as exc:  # pylint: disable=broad-except
+            self.errors.append(exc)
+
+    def start(self):
+        super().start()
+        return self
+
+    def finish(self, timeout):
+        self.join(timeout=timeout)
+        self.case.assertFalse(self.is_alive(), f'{self.name} did not finish in {timeout}s')
+        self.case.assertEqual(self.errors, [])
 
 
 __all__ = ['FleetCase', 'log', 'wait_until', 'LEASE', 'TIME_FACTOR']
