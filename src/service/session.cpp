@@ -83,6 +83,11 @@ MailboxSession::~MailboxSession() = default;
 
 void MailboxSession::start(milliseconds delay) {
   auto self = shared_from_this();
+  // A new owner's session replaces whatever the previous one published ("stopped" after a
+  // hand-over): status from any node says "connecting" until this session reports otherwise.
+  if (deps_.ownership)
+    deps_.ownership->publish_state({cfg_.id, epoch_, std::string(core::to_string(status().state)),
+                                    std::string(), std::string()});
   net::co_spawn(
       strand_,
       [self, delay]() -> net::awaitable<void> {

@@ -37,6 +37,7 @@ class FleetShareTest(FleetCase):
         self.assertEqual(view['worker-1']['mailboxes'], 0)
         self.assertEqual(view['api-1']['role'], 'api')
 
+        self.wait_all_idle(api2, ids, timeout=60)  # a hand-back may have moved some meanwhile
         owners = {}
         for mid in ids:
             answers = [svc.get_mailbox(mid) for svc in (api1, api2, worker)]

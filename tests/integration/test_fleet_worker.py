@@ -1,6 +1,7 @@
 """Scale-out scenario 3: kill the only worker: the api nodes download themselves; start it
 again: it takes the downloads over again."""
 
+import time
 import unittest
 
 from harness.fleet import FleetCase, log, wait_until
@@ -18,6 +19,7 @@ class FleetWorkerTest(FleetCase):
         wait_until(lambda: len(self.nodes_view(api1)) == 3, 20, what='three nodes heartbeating')
         ids = self.register_all(api1, COUNT)
         self.wait_all_idle(api1, ids)
+        time.sleep(2)  # the api nodes count the tasks queue's consumers about every second
         apis = (api1, api2)
 
         def local():
@@ -48,7 +50,6 @@ class FleetWorkerTest(FleetCase):
         wait_until(lambda: self.metric(api1, 'el_tasks_run_locally_total') is not None, 5)
         # The api nodes see the consumer within about a second.
         wait_until(lambda: len(self.nodes_view(api1)) == 3, 20, what='worker heartbeating')
-        import time  # pylint: disable=import-outside-toplevel
         time.sleep(2)
         round_of('worker again')
         self.assertGreaterEqual(self.metric(worker, 'el_tasks_consumed_total'), 1)
