@@ -1,5 +1,6 @@
 // IMAP client: an engine (tags, deadlines, untagged dispatch over ResponseParser) and the
-// commands the listener needs (login, SELECT, UID SEARCH/FETCH, IDLE, NOOP, LOGOUT).
+// commands the listener needs (login, OAuth SASL, LIST, STATUS, APPEND, SELECT, UID SEARCH/FETCH,
+// IDLE, NOOP, LOGOUT).
 #include "imap/client.hpp"
 
 #include <openssl/crypto.h>
@@ -38,8 +39,21 @@ bool iequals(std::string_view a, std::string_view b) {
 // A command on the wire: the first part goes out with the tag; each further part is sent after a
 // continuation ("+") from the server (synchronizing literals, AUTHENTICATE responses).
 struct Command {
+  // Caller bytes spliced into parts[part] at `offset` when written, so that a large APPEND
+  // literal is sent from the caller's buffer instead of being copied. Must outlive run().
+  struct Borrowed {
+    std::size_t part = 0;
+    std::size_t offset = 0;
+    std::string_view data;
+  };
+
   std::vector<std::string> parts{std::string()};
-  bool sensitive = false;  // holds a password: wiped after sending
+  std::vector<Borrowed> borrowed;
+  bool sensitive = false;  // holds a password or token: wiped after sending
+  // SASL: what to send to a server challenge that comes after every part went out (the error
+  // challenge of XOAUTH2/OAUTHBEARER); the challenge text is kept in Impl::challenge_. Without
+  // it such a continuation is a protocol error.
+  std::optional<std::string> challenge_answer;
 
   Command() = default;
   Command(Command&&) = default;
@@ -70,6 +84,10 @@ struct Command {
     parts.emplace_back();
     return *this;
   }
+  Command& borrow(std::string_view s) {
+    borrowed.push_back({parts.size() - 1, parts.back().size(), s});
+    return *this;
+  }
   ~Command() {
     if (!sensitive) return;
     for (auto& p : parts) OPENSSL_cleanse(p.data(), p.size());
@@ -88,6 +106,81 @@ std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
 
 constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+// RFC 6154 roles, in their canonical spelling.
+constexpr std::string_view kSpecialUse[] = {"\\All",  "\\Archive", "\\Drafts", "\\Flagged",
+                                            "\\Junk", "\\Sent",    "\\Trash"};
+
+// APPEND literals up to this size are copied into the command (one write); larger ones are sent
+// from the caller's buffer.
+constexpr std::size_t kInlineLiteral = 16 * 1024;
+// LITERAL- (RFC 7888) allows non-synchronizing literals up to this size.
+constexpr std::size_t kLiteralMinusMax = 4096;
+
+// A flag for APPEND: "\\Seen" or a keyword; anything that would break out of the flag list is
+// refused rather than sent.
+bool valid_flag(std::string_view f) {
+  if (f.empty()) return false;
+  for (std::size_t i = 0; i < f.size(); ++i) {
+    auto c = static_cast<unsigned char>(f[i]);
+    if (c == '\\' && i == 0) continue;
+    if (c <= ' ' || c >= 0x7f) return false;
+    if (std::strchr("(){%*\"\\]", c) != nullptr) return false;
+  }
+  return true;
+}
+
+// RFC 5801 saslname for the OAUTHBEARER gs2 header: ',' and '=' escaped.
+std::string sasl_name(std::string_view user) {
+  std::string out;
+  out.reserve(user.size());
+  for (char c : user) {
+    if (c == ',') {
+      out += "=2C";
+    } else if (c == '=') {
+      out += "=3D";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// The "status" member of the JSON error a server sends as an XOAUTH2/OAUTHBEARER challenge
+// ({"status":"400","schemes":"Bearer",...}); empty when absent. A scan, not a JSON parser: the
+// value only decorates an error message, so it is cut short and kept printable.
+std::string json_status(std::string_view json) {
+  constexpr std::string_view kKey = "\"status\"";
+  auto pos = json.find(kKey);
+  if (pos == std::string_view::npos) return {};
+  pos += kKey.size();
+  auto skip_ws = [&] {
+    while (pos < json.size() &&
+           (json[pos] == ' ' || json[pos] == '\t' || json[pos] == '\r' || json[pos] == '\n'))
+      ++pos;
+  };
+  skip_ws();
+  if (pos >= json.size() || json[pos] != ':') return {};
+  ++pos;
+  skip_ws();
+  if (pos >= json.size()) return {};
+  std::string out;
+  const bool quoted = json[pos] == '"';
+  if (quoted) ++pos;
+  for (; pos < json.size() && out.size() < 64; ++pos) {
+    char c = json[pos];
+    if (quoted && c == '\\') {
+      if (++pos >= json.size()) break;
+      c = json[pos];
+    } else if (quoted && c == '"') {
+      break;
+    } else if (!quoted && (c == ',' || c == '}' || c == ' ')) {
+      break;
+    }
+    if (c > ' ' && c < 0x7f) out += c;
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -253,27 +346,53 @@ struct Client::Impl {
     caps_seen_ = true;
   }
 
+  // One part of a command, with the caller's borrowed bytes spliced in.
+  net::awaitable<void> write_part(const Command& cmd, std::size_t i, Clock::time_point deadline) {
+    std::string_view part = cmd.parts[i];
+    std::size_t pos = 0;
+    for (const auto& b : cmd.borrowed) {
+      if (b.part != i) continue;
+      if (b.offset > pos) co_await write(part.substr(pos, b.offset - pos), deadline);
+      if (!b.data.empty()) co_await write(b.data, deadline);
+      pos = b.offset;
+    }
+    if (pos < part.size()) co_await write(part.substr(pos), deadline);
+  }
+
   // Sends a command and reads until its tagged response; untagged ones go to on_untagged after
-  // the common dispatch. Tagged NO -> Error{no_kind}, BAD -> Error{bad}.
+  // the common dispatch. Tagged NO -> Error{no_kind}, BAD -> Error{bad}. The tagged response is
+  // left in resp_ (APPENDUID).
   net::awaitable<void> run(Command cmd, const Untagged& on_untagged = {},
                            ErrorKind no_kind = ErrorKind::no,
                            std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
     check_usable();
+    challenge_.clear();
     std::string tag = "A" + std::to_string(++tag_seq_);
     auto deadline = Clock::now() + (timeout.count() > 0 ? timeout : opts_.command_timeout);
     std::string verb = cmd.parts.front().substr(0, cmd.parts.front().find_first_of(" \r"));
     cmd.parts.front().insert(0, tag + " ");
+    for (auto& b : cmd.borrowed) {
+      if (b.part == 0) b.offset += tag.size() + 1;
+    }
     cmd.parts.back() += "\r\n";
     std::size_t next = 0;
-    co_await write(cmd.parts[next++], deadline);
+    bool challenged = false;
+    co_await write_part(cmd, next++, deadline);
     while (true) {
       co_await read_or_timeout(deadline, verb.c_str());
       const Response& r = resp_;
       if (r.kind() == ResponseKind::continuation) {
-        if (next >= cmd.parts.size()) {
+        if (next < cmd.parts.size()) {
+          co_await write_part(cmd, next++, deadline);
+          continue;
+        }
+        if (!cmd.challenge_answer || challenged) {
           fail(ErrorKind::protocol, "unexpected continuation during " + verb);
         }
-        co_await write(cmd.parts[next++], deadline);
+        challenged = true;
+        challenge_.assign(r.text().substr(0, 4096));
+        std::string answer = *cmd.challenge_answer + "\r\n";
+        co_await write(answer, deadline);
         continue;
       }
       if (r.kind() == ResponseKind::untagged) {
@@ -282,15 +401,68 @@ struct Client::Impl {
       }
       if (r.tag() != tag) fail(ErrorKind::protocol, "unexpected tag " + std::string(r.tag()));
       if (r.status() == Status::ok) co_return;
-      std::string msg = verb + " failed: " + std::string(r.name()) + " " + std::string(r.text());
+      std::string msg = verb + " failed: " + std::string(r.name());
+      if (!r.code().empty()) {  // e.g. [TRYCREATE], [AUTHENTICATIONFAILED]: callers act on them
+        msg += " [" + std::string(r.code());
+        if (!r.code_text().empty()) msg += " " + std::string(r.code_text());
+        msg += "]";
+      }
+      msg += " " + std::string(r.text());
       if (r.status() == Status::no) fail(no_kind, msg);
       fail(ErrorKind::bad, msg);
     }
   }
 
+  // AUTHENTICATE <mechanism> with an initial response (SASL-IR when offered, else after the
+  // first "+"). A refusal challenge gets `abort_answer`; its JSON "status" goes into the error.
+  // `initial` (it holds the token) is wiped.
+  net::awaitable<void> authenticate(std::string_view mechanism, std::string& initial,
+                                    std::string_view abort_answer) {
+    check_usable();
+    if (!self_.has_capability("AUTH=" + std::string(mechanism))) {
+      OPENSSL_cleanse(initial.data(), initial.size());
+      fail(ErrorKind::auth, "server does not offer AUTH=" + std::string(mechanism));
+    }
+    caps_seen_ = false;
+    Command cmd;
+    cmd.sensitive = true;
+    cmd.challenge_answer = std::string(abort_answer);
+    std::string b64 = base64_encode(initial);
+    OPENSSL_cleanse(initial.data(), initial.size());
+    cmd.text("AUTHENTICATE ").text(mechanism);
+    if (self_.has_capability("SASL-IR")) {
+      cmd.text(" ");
+    } else {
+      cmd.next_part();
+    }
+    // Room for the tag and CRLF too: a reallocation would leave a copy of the token behind.
+    cmd.parts.back().reserve(cmd.parts.back().size() + b64.size() + 64);
+    cmd.text(b64);
+    OPENSSL_cleanse(b64.data(), b64.size());
+    std::optional<Error> refused;
+    const Untagged none;
+    try {
+      co_await run(std::move(cmd), none, ErrorKind::auth);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::auth) throw;
+      refused = e;
+    }
+    if (refused) {
+      std::string msg = refused->what();
+      auto json = base64_decode(challenge_);
+      std::string status = json ? json_status(*json) : std::string();
+      if (!status.empty()) msg += " (server status " + status + ")";
+      fail(ErrorKind::auth, msg);
+    }
+    // Capabilities change after login; Dovecot sends them in the OK, others need asking.
+    if (!caps_seen_) co_await capability();
+  }
+
   net::awaitable<void> capability() {
     caps_seen_ = false;
-    co_await run(Command().text("CAPABILITY"));
+    Command cmd;
+    cmd.text("CAPABILITY");
+    co_await run(std::move(cmd));
     if (!caps_seen_) fail(ErrorKind::protocol, "server sent no CAPABILITY");
   }
 
@@ -304,6 +476,7 @@ struct Client::Impl {
   net::steady_timer timer_;
   std::shared_ptr<Deadline> deadline_;
   std::uint64_t tag_seq_ = 0;
+  std::string challenge_;  // the last SASL challenge answered with challenge_answer (base64)
   std::uint32_t exists_baseline_ = 0;
   bool broken_ = false;
   bool bye_ = false;
@@ -398,6 +571,50 @@ net::awaitable<void> Client::login(std::string_view user, const core::Secret& pa
   if (!m.caps_seen_) co_await m.capability();
 }
 
+net::awaitable<void> Client::login_xoauth2(std::string_view user,
+                                           const core::Secret& access_token) {
+  Impl& m = *impl_;
+  m.check_usable();
+  if (m.preauth_) co_return;
+  const std::string& token = access_token.reveal();
+  std::string initial;
+  initial.reserve(user.size() + token.size() + 20);
+  initial += "user=";
+  initial += user;
+  initial += '\x01';
+  initial += "auth=Bearer ";
+  initial += token;
+  initial += "\x01\x01";
+  // The refusal challenge is answered with an empty response (Google's documented flow).
+  co_await m.authenticate("XOAUTH2", initial, "");
+}
+
+net::awaitable<void> Client::login_oauthbearer(std::string_view user, std::string_view host,
+                                               std::uint16_t port,
+                                               const core::Secret& access_token) {
+  Impl& m = *impl_;
+  m.check_usable();
+  if (m.preauth_) co_return;
+  const std::string& token = access_token.reveal();
+  std::string initial;
+  initial.reserve(user.size() + host.size() + token.size() + 40);
+  initial += "n,a=";
+  initial += sasl_name(user);
+  initial += ',';
+  initial += '\x01';
+  initial += "host=";
+  initial += host;
+  initial += '\x01';
+  initial += "port=";
+  initial += std::to_string(port);
+  initial += '\x01';
+  initial += "auth=Bearer ";
+  initial += token;
+  initial += "\x01\x01";
+  // RFC 7628 §3.2.3: the client answers the error challenge with a single ^A ("AQ==").
+  co_await m.authenticate("OAUTHBEARER", initial, "AQ==");
+}
+
 net::awaitable<void> Client::id(const std::vector<std::pair<std::string, std::string>>& fields) {
   Impl& m = *impl_;
   m.check_usable();
@@ -446,6 +663,130 @@ net::awaitable<SelectInfo> Client::select(std::string_view folder, bool read_onl
   info.exists = exists_;
   m.exists_baseline_ = exists_;
   co_return info;
+}
+
+bool FolderInfo::selectable() const {
+  return std::none_of(attributes.begin(), attributes.end(), [](const std::string& a) {
+    return iequals(a, "\\Noselect") || iequals(a, "\\NonExistent");
+  });
+}
+
+net::awaitable<std::vector<FolderInfo>> Client::list_folders() {
+  Impl& m = *impl_;
+  m.check_usable();
+  std::vector<FolderInfo> out;
+  Impl::Untagged on_untagged = [&out](const Response& r) {
+    // mailbox-list = "(" [mbx-list-flags] ")" SP (DQUOTE QUOTED-CHAR DQUOTE / nil) SP mailbox
+    //                [SP mbox-list-extended]
+    if (r.has_number() || !r.name_is("LIST") || r.data().size() < 3) return;
+    auto data = r.data();
+    auto it = data.begin();
+    Value attrs = *it;
+    Value delim = *++it;
+    Value name = *++it;
+    if (!attrs.is_list() || !name.is_string() || delim.is_list()) return;
+    FolderInfo f;
+    for (Value a : attrs) {
+      if (!a.is_string()) continue;
+      f.attributes.emplace_back(a.text());
+      if (!f.special_use.empty()) continue;
+      for (std::string_view role : kSpecialUse) {
+        if (iequals(a.text(), role)) f.special_use = std::string(role);
+      }
+    }
+    f.delimiter = std::string(delim.text());  // empty for NIL
+    // A name that is not valid modified UTF-7 (a server sending raw UTF-8) is kept as sent.
+    auto decoded = decode_mutf7(name.text());
+    f.name = decoded ? std::move(*decoded) : std::string(name.text());
+    if (iequals(f.name, "INBOX")) f.name = "INBOX";
+    out.push_back(std::move(f));
+  };
+  Command cmd;
+  cmd.text("LIST \"\" \"*\"");
+  if (has_capability("SPECIAL-USE") && has_capability("LIST-EXTENDED")) {
+    cmd.text(" RETURN (SPECIAL-USE)");
+  }
+  co_await m.run(std::move(cmd), on_untagged);
+  co_return out;
+}
+
+net::awaitable<StatusInfo> Client::status(std::string_view folder) {
+  Impl& m = *impl_;
+  m.check_usable();
+  auto name = encode_mutf7(folder);
+  if (!name) throw Error(ErrorKind::bad, "folder name is not valid UTF-8");
+  StatusInfo info;
+  bool matched = false;
+  const std::string& wire_name = *name;
+  Impl::Untagged on_untagged = [&info, &matched, &wire_name](const Response& r) {
+    if (r.has_number() || !r.name_is("STATUS") || r.data().size() != 2) return;
+    Value mailbox = r.data()[0];
+    Value items = r.data()[1];
+    if (!mailbox.is_string() || !items.is_list()) return;
+    // NOTIFY may report other folders; keep the first answer for ours.
+    const bool ours = mailbox.text() == wire_name ||
+                      (iequals(wire_name, "INBOX") && iequals(mailbox.text(), "INBOX"));
+    if (!ours || matched) return;
+    matched = true;
+    for (auto i = items.begin(); i != items.end(); ++i) {
+      Value key = *i;
+      if (++i == items.end()) break;
+      Value val = *i;
+      if (!val.is_number()) continue;
+      auto n = static_cast<std::uint32_t>(val.number());
+      if (iequals(key.text(), "MESSAGES")) info.messages = n;
+      if (iequals(key.text(), "UIDNEXT")) info.uidnext = n;
+      if (iequals(key.text(), "UIDVALIDITY")) info.uidvalidity = n;
+      if (iequals(key.text(), "UNSEEN")) info.unseen = n;
+    }
+  };
+  Command cmd;
+  cmd.text("STATUS ")
+      .astring(*name, has_capability("LITERAL+"))
+      .text(" (MESSAGES UIDNEXT UIDVALIDITY UNSEEN)");
+  co_await m.run(std::move(cmd), on_untagged);
+  co_return info;
+}
+
+net::awaitable<AppendResult> Client::append(std::string_view folder,
+                                            const std::vector<std::string>& flags,
+                                            std::string_view message) {
+  Impl& m = *impl_;
+  m.check_usable();
+  auto name = encode_mutf7(folder);
+  if (!name) throw Error(ErrorKind::bad, "folder name is not valid UTF-8");
+  Command cmd;
+  cmd.text("APPEND ").astring(*name, has_capability("LITERAL+")).text(" (");
+  for (std::size_t i = 0; i < flags.size(); ++i) {
+    if (!valid_flag(flags[i])) throw Error(ErrorKind::bad, "invalid flag for APPEND");
+    if (i > 0) cmd.text(" ");
+    cmd.text(flags[i]);
+  }
+  cmd.text(") {").text(std::to_string(message.size()));
+  const bool non_sync = has_capability("LITERAL+") ||
+                        (has_capability("LITERAL-") && message.size() <= kLiteralMinusMax);
+  if (non_sync) {
+    cmd.text("+}\r\n");
+  } else {
+    cmd.text("}").next_part();  // the message goes after the server's "+"
+  }
+  if (message.size() <= kInlineLiteral) {
+    cmd.text(message);
+  } else {
+    cmd.borrow(message);
+  }
+  co_await m.run(std::move(cmd));
+  AppendResult result;
+  const Response& ok = m.resp_;
+  if (ok.code_is("APPENDUID")) {
+    auto args = ok.code_args();
+    // A uid-set (MULTIAPPEND) is not a single uid: leave the result at 0.
+    if (args.size() == 2 && args[0].is_number() && args[1].is_number()) {
+      result.uidvalidity = static_cast<std::uint32_t>(args[0].number());
+      result.uid = static_cast<std::uint32_t>(args[1].number());
+    }
+  }
+  co_return result;
 }
 
 net::awaitable<std::vector<std::uint32_t>> Client::uid_search(std::string_view criteria) {
@@ -499,7 +840,7 @@ net::awaitable<std::vector<FetchedMessage>> Client::uid_fetch(std::string_view u
   const char* items = what == FetchBody::full ? " (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"
                       : what == FetchBody::header
                           ? " (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER])"
-                          : " (UID RFC822.SIZE)";
+                          : " (UID INTERNALDATE RFC822.SIZE)";
   co_await m.run(Command().text("UID FETCH ").text(uid_set).text(items), on_untagged);
   co_return out;
 }

@@ -39,6 +39,29 @@ struct FetchedMessage {
   std::string body;                // BODY[] literal
 };
 
+// One folder as LIST reports it.
+struct FolderInfo {
+  std::string name;                     // decoded from modified UTF-7 to UTF-8
+  std::string delimiter;                // hierarchy delimiter ("/" or "."), empty if NIL
+  std::vector<std::string> attributes;  // as sent, e.g. "\\HasNoChildren", "\\Sent", "\\Noselect"
+  std::string special_use;  // RFC 6154 role among the attributes ("\\Sent"...), empty if none;
+                            // INBOX has none
+  bool selectable() const;  // no \Noselect / \NonExistent
+};
+
+// STATUS (MESSAGES UIDNEXT UIDVALIDITY UNSEEN); a value the server left out is 0.
+struct StatusInfo {
+  std::uint32_t messages = 0;
+  std::uint32_t uidnext = 0;
+  std::uint32_t uidvalidity = 0;
+  std::uint32_t unseen = 0;
+};
+
+struct AppendResult {
+  std::uint32_t uidvalidity = 0;  // from APPENDUID (UIDPLUS); 0 when the server did not say
+  std::uint32_t uid = 0;
+};
+
 struct IdleResult {
   bool new_mail = false;     // EXISTS grew (or RECENT > 0) while idling
   bool expunged = false;     // EXPUNGE seen
@@ -62,15 +85,33 @@ class Client {
   // AUTHENTICATE PLAIN (with SASL-IR when offered) if AUTH=PLAIN is advertised, else LOGIN.
   // A refusal throws Error{auth}. Refreshes capabilities if the server sends new ones.
   net::awaitable<void> login(std::string_view user, const core::Secret& password);
+  // AUTHENTICATE XOAUTH2 (Google, Microsoft): "user=<u>^Aauth=Bearer <token>^A^A" as SASL-IR
+  // when offered. A refusal (a "+" with the error JSON is answered with an empty line, then NO)
+  // throws Error{auth} whose message includes the server's error status when it sent one.
+  net::awaitable<void> login_xoauth2(std::string_view user, const core::Secret& access_token);
+  // AUTHENTICATE OAUTHBEARER (RFC 7628): "n,a=<u>,^Ahost=<h>^Aport=<p>^Aauth=Bearer <t>^A^A".
+  net::awaitable<void> login_oauthbearer(std::string_view user, std::string_view host,
+                                         std::uint16_t port, const core::Secret& access_token);
   // ID (RFC 2971) when the server offers it; otherwise does nothing.
   net::awaitable<void> id(const std::vector<std::pair<std::string, std::string>>& fields);
   // SELECT, or EXAMINE when read_only. Folder names are quoted and modified-UTF-7 encoded.
   net::awaitable<SelectInfo> select(std::string_view folder, bool read_only);
+  // LIST "" "*", with RETURN (SPECIAL-USE) when the server offers SPECIAL-USE (RFC 6154) and
+  // LIST-EXTENDED, else XLIST-free plain LIST (attributes may then still carry the roles).
+  net::awaitable<std::vector<FolderInfo>> list_folders();
+  // STATUS <folder> (MESSAGES UIDNEXT UIDVALIDITY UNSEEN). A NO (no such folder): Error{no}.
+  net::awaitable<StatusInfo> status(std::string_view folder);
+  // APPEND <folder> (<flags>) <literal>: LITERAL+ / LITERAL- when offered (non-synchronizing),
+  // else waits for the "+" continuation. NO: Error{no} (e.g. [TRYCREATE]).
+  net::awaitable<AppendResult> append(std::string_view folder,
+                                      const std::vector<std::string>& flags,
+                                      std::string_view message);
   // UID SEARCH <criteria> (criteria passed verbatim, e.g. "UID 5:*", "SINCE 1-Feb-2024").
   net::awaitable<std::vector<std::uint32_t>> uid_search(std::string_view criteria);
   // UID FETCH <set> (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[...]); never sets \Seen.
   // what: the whole message (body = BODY[]), its header only (body = BODY[HEADER]), or no body
-  // (UID and RFC822.SIZE only; body empty). Messages come back in the order the server sent them.
+  // (UID, INTERNALDATE and RFC822.SIZE only; body empty). Messages come back in the order the
+  // server sent them.
   enum class FetchBody { full, header, none };
   net::awaitable<std::vector<FetchedMessage>> uid_fetch(std::string_view uid_set,
                                                         FetchBody what = FetchBody::full);

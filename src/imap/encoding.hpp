@@ -19,5 +19,7 @@ bool needs_literal(std::string_view s);
 std::string quote(std::string_view s);
 
 std::string base64_encode(std::string_view data);
+// Standard alphabet with '=' padding (SASL challenges); nullopt when malformed.
+std::optional<std::string> base64_decode(std::string_view b64);
 
 }  // namespace el::imap
