@@ -5,6 +5,10 @@ sockets, state, logs, mail, TLS files) lives under one temp dir. Listeners, all 
 plain IMAP (STARTTLS-capable), IMAPS (implicit TLS, certificate for localhost/127.0.0.1 signed by
 a test CA made with the openssl CLI at start), LMTP on TCP (injection). Users live in a
 passwd-file (user1..userN, password "password<N>"), mail in maildirs owned by the `vmail` user.
+An auth-client socket (`auth_socket_path`, mode 0666) lets a private Postfix authenticate SMTP
+clients through this Dovecot (harness/postfix.py). Opt-in: `oauth2=` (an OAuthServer or an
+introspection URL) adds the XOAUTH2/OAUTHBEARER mechanisms, checked by an oauth2 passdb against
+that introspection endpoint (harness/oauth_server.py).
 
 Standard library only; run with /usr/bin/python3. Every wait is bounded.
 """
@@ -134,7 +138,7 @@ info_log_path = {log}
 debug_log_path = {log}
 log_timestamp = "%Y-%m-%d %H:%M:%S.%{{usecs}} "
 auth_verbose = yes
-auth_mechanisms = plain login
+auth_mechanisms = {auth_mechanisms}
 disable_plaintext_auth = no
 auth_username_format = %Ln
 default_login_user = {login_user}
@@ -143,6 +147,19 @@ default_internal_group = {internal_user}
 first_valid_uid = {uid}
 first_valid_gid = {gid}
 mail_location = maildir:~/Maildir
+namespace inbox {{
+  inbox = yes
+  mailbox Sent {{
+    special_use = \\Sent
+    auto = create
+  }}
+  mailbox Trash {{
+    special_use = \\Trash
+  }}
+  mailbox Drafts {{
+    special_use = \\Drafts
+  }}
+}}
 mailbox_idle_check_interval = {idle_check}
 imap_hibernate_timeout = {hibernate}
 ssl = yes
@@ -150,9 +167,9 @@ ssl_cert = <{cert}
 ssl_key = <{key}
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN {users}
+  args = scheme=PLAIN {users}{passwd_mechanisms}
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = passwd-file
   args = {users}
 }}
@@ -183,6 +200,11 @@ service imap {{
     user = {internal_user}
   }}
 }}
+service auth {{
+  unix_listener {auth_socket_name} {{
+    mode = 0666
+  }}
+}}
 service stats {{
   unix_listener stats-writer {{
     mode = 0666
@@ -192,15 +214,44 @@ service stats {{
 """
 
 
+AUTH_SOCKET_NAME = 'auth-client-el'  # below base_dir (<root>/run), for Postfix's dovecot SASL
+
+OAUTH2_PASSDB = """passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {args}
+}}
+"""
+
+# Dovecot 2.3.19's oauth2 passdb (doc/wiki/PasswordDatabase.oauth2.txt): no tokeninfo_url, so
+# every login is one RFC 7662 introspection POST (form token=...); the answer's `username` must
+# equal the login name and `active` must be true. auth_cache_size stays 0 (Dovecot's default):
+# nothing is cached, an expired or revoked token fails at the next login.
+OAUTH2_ARGS = """introspection_url = {url}
+introspection_mode = post
+force_introspection = yes
+username_attribute = username
+username_format = %Ln
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
+"""
+
+
 class Dovecot:
     """One private Dovecot. Use as a context manager or call start()/stop().
 
     hibernate_timeout: Dovecot's imap_hibernate_timeout ('0' disables; e.g. '5s').
     idle_check_interval: mailbox_idle_check_interval, the fallback when inotify says nothing.
+    oauth2: None (default: PLAIN/LOGIN only), or an OAuthServer (harness/oauth_server.py) or its
+    introspection URL: adds XOAUTH2 and OAUTHBEARER, verified by an oauth2 passdb (passwords
+    still work for PLAIN/LOGIN, tokens only for the OAuth mechanisms).
+    oauth2_debug: `debug = yes` in the oauth2 passdb (HTTP exchanges in the log).
     """
 
     def __init__(self, users=3, hibernate_timeout='0', idle_check_interval='1s',
-                 extra_config='', keep_dir=None, auth_penalty=True, auth_failure_delay=None):
+                 extra_config='', keep_dir=None, auth_penalty=True, auth_failure_delay=None,
+                 oauth2=None, oauth2_debug=False):
         self.uid, self.gid = ensure_mail_user()
         raise_inotify_limits()
         self.root = tempfile.mkdtemp(prefix='el-dovecot-')
@@ -210,6 +261,10 @@ class Dovecot:
         self.log_path = os.path.join(self.root, 'dovecot.log')
         self.users_path = os.path.join(self.root, 'users')
         self.mail_root = os.path.join(self.root, 'mail')
+        self.auth_socket_path = os.path.join(self.root, 'run', AUTH_SOCKET_NAME)
+        self.oauth2_url = getattr(oauth2, 'introspect_url', oauth2)
+        self.oauth2_debug = oauth2_debug
+        self.oauth2_args_path = os.path.join(self.root, 'dovecot-oauth2.conf.ext')
         self.hibernate_timeout = hibernate_timeout
         self.idle_check_interval = idle_check_interval
         # auth_penalty=False: Dovecot's per-IP penalty (anvil, 2 s doubling up to 15 s per failed
@@ -257,8 +312,22 @@ class Dovecot:
         return f'{user}@localhost'
 
     # ---- lifecycle ---------------------------------------------------------------------------
+    @property
+    def auth_mechanisms(self):
+        return ['plain', 'login'] + (['xoauth2', 'oauthbearer'] if self.oauth2_url else [])
+
     def _write_config(self):
+        oauth2_passdb = passwd_mechanisms = ''
+        if self.oauth2_url:
+            with open(self.oauth2_args_path, 'w', encoding='utf-8') as f:
+                f.write(OAUTH2_ARGS.format(url=self.oauth2_url)
+                        + ('debug = yes\n' if self.oauth2_debug else ''))
+            os.chmod(self.oauth2_args_path, 0o644)
+            oauth2_passdb = OAUTH2_PASSDB.format(args=self.oauth2_args_path)
+            passwd_mechanisms = '\n  mechanisms = plain login'
         text = CONFIG_TEMPLATE.format(
+            auth_mechanisms=' '.join(self.auth_mechanisms), passwd_mechanisms=passwd_mechanisms,
+            oauth2_passdb=oauth2_passdb, auth_socket_name=AUTH_SOCKET_NAME,
             host=HOST, root=self.root, tag=self.tag, log=self.log_path, users=self.users_path,
             login_user=LOGIN_USER, internal_user=INTERNAL_USER, uid=self.uid, gid=self.gid,
             idle_check=self.idle_check_interval, hibernate=self.hibernate_timeout,
@@ -448,9 +517,12 @@ class Dovecot:
         ctx = ssl.create_default_context(cafile=self.ca_path if ca else None)
         return ctx
 
-    def imap(self, user, security='tls', host='localhost', password=None, timeout=15):
-        """A logged-in imaplib client. security: 'tls' (IMAPS), 'starttls' or 'none' (plain)."""
-        password = self.passwords[user] if password is None else password
+    def imap(self, user, security='tls', host='localhost', password=None, timeout=15,
+             token=None):
+        """A logged-in imaplib client. security: 'tls' (IMAPS), 'starttls' or 'none' (plain).
+        token: log in with AUTHENTICATE XOAUTH2 and this access token instead of a password."""
+        if password is None and token is None:
+            password = self.passwords[user]
         if security == 'tls':
             c = imaplib.IMAP4_SSL(host, self.imaps_port, ssl_context=self.client_tls_context(),
                                   timeout=timeout)
@@ -463,7 +535,10 @@ class Dovecot:
                     c.shutdown()
                     raise
         try:
-            c.login(user, password)
+            if token is not None:
+                c.authenticate('XOAUTH2', xoauth2_responder(user, token))
+            else:
+                c.login(user, password)
         except BaseException:
             c.shutdown()
             raise
@@ -533,7 +608,8 @@ class Dovecot:
 
     def describe(self):
         return (f'dovecot root={self.root} imap={self.imap_port} imaps={self.imaps_port} '
-                f'lmtp={self.lmtp_port} ca={self.ca_path}')
+                f'lmtp={self.lmtp_port} ca={self.ca_path}'
+                + (f' oauth2={self.oauth2_url}' if self.oauth2_url else ''))
 
 
 class IdleWatcher:
@@ -586,6 +662,19 @@ class IdleWatcher:
             self.c.logout()
         except (OSError, imaplib.IMAP4.error):
             pass
+
+
+def xoauth2_responder(user, token):
+    """An imaplib/smtplib authobject for XOAUTH2: the initial response, then an empty line to
+    the server's JSON error challenge (so a refused token ends in NO / 535, not a hang)."""
+    state = {'sent': False}
+
+    def respond(challenge=None):  # imaplib passes the decoded challenge, smtplib None first
+        if state['sent']:
+            return ''
+        state['sent'] = True
+        return f'user={user}\x01auth=Bearer {token}\x01\x01'  # str: smtplib encodes it
+    return respond
 
 
 def make_message(subject, body='Hello from the integration tests.\n', from_addr='Alice Sender <alice@example.test>',
