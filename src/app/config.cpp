@@ -225,6 +225,34 @@ const std::vector<Option>& options() {
        [](Config& c, const std::string& v) {
          c.service.session.fetch_on_idle_connection = !parse_bool(v);
        }},
+      {"max-idle-per-mailbox", Kind::value,
+       "folders of one mailbox watched with their own IDLE connection; the others are polled "
+       "with STATUS (5)",
+       [](Config& c, const std::string& v) {
+         c.service.session.max_idle_connections = static_cast<std::size_t>(parse_int(v, 1, 100));
+       }},
+      {"folder-poll-interval", Kind::value,
+       "STATUS polling of folders beyond --max-idle-per-mailbox (60s)",
+       [](Config& c, const std::string& v) {
+         c.service.session.status_poll_interval = parse_duration(v);
+       }},
+      {"send-max-attempts", Kind::value,
+       "SMTP attempts of one send on temporary failures before message.send_failed (10)",
+       [](Config& c, const std::string& v) {
+         c.service.send.max_attempts = static_cast<std::uint32_t>(parse_int(v, 1, 1000));
+       }},
+      {"send-retry-initial", Kind::value, "first retry delay of a send (5s); doubles, jittered",
+       [](Config& c, const std::string& v) { c.service.send.backoff_initial = parse_duration(v); }},
+      {"send-retention", Kind::value,
+       "how long sends and their Idempotency-Keys are remembered (7d as 168h)",
+       [](Config& c, const std::string& v) {
+         c.service.send.retention =
+             std::chrono::duration_cast<std::chrono::seconds>(parse_duration(v));
+       }},
+      {"validate-timeout", Kind::value, "each step of POST /v1/mailboxes/validate (15s)",
+       [](Config& c, const std::string& v) {
+         c.service.tools.validate_timeout = parse_duration(v);
+       }},
       {"fetch-batch", Kind::value, "messages per UID FETCH (20)",
        [](Config& c, const std::string& v) {
          c.service.fetch.batch = static_cast<std::size_t>(parse_int(v, 1, 1000));

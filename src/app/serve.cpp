@@ -18,6 +18,7 @@
 #include "http/server.hpp"
 #include "queue/amqp_queue.hpp"
 #include "queue/inproc_queue.hpp"
+#include "service/credentials.hpp"
 #include "service/fetcher.hpp"
 #include "service/service.hpp"
 #include "store/memory_registry.hpp"
@@ -109,7 +110,14 @@ int serve(const Config& cfg) {
   delivery::EventSink& sink = sinks.size() == 1 ? *sinks[0] : fanout;
 
   // Tasks: run here (in-process), or through RabbitMQ with this node as fallback.
-  service::Fetcher fetcher(ioc.get_executor(), *registry, sink, service_opts, cfg.threads);
+  // OAuth2 tokens of every mailbox, shared by sessions, downloads and sends.
+  service::CredentialsOptions copts;
+  copts.default_webhook = service_opts.default_webhook;
+  copts.http.ca_file = cfg.webhook.ca_file;
+  copts.http.tls_insecure = cfg.webhook.tls_insecure;
+  service::Credentials credentials(*registry, copts);
+  service::Fetcher fetcher(ioc.get_executor(), *registry, sink, service_opts, cfg.threads,
+                           &credentials);
   queue::InprocQueue local(
       ioc.get_executor(), [&fetcher](const queue::FetchTask& t) { return fetcher.run(t); },
       service_opts.fetch_concurrency);
@@ -128,7 +136,7 @@ int serve(const Config& cfg) {
           [&fetcher](const queue::FetchTask& t) { return fetcher.run(t); });
     }
   }
-  service::MailboxService svc(ioc, *registry, *tasks, sink, &fetcher, service_opts);
+  service::MailboxService svc(ioc, *registry, *tasks, sink, &fetcher, service_opts, &credentials);
 
   http::ServerOptions sopts;
   sopts.address = cfg.listen_host;

@@ -149,4 +149,17 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
   return time_point_cast<system_clock::duration>(tp);
 }
 
+std::uint16_t SmtpSettings::effective_port() const {
+  if (port != 0) return port;
+  switch (security) {
+    case Security::tls:
+      return 465;
+    case Security::starttls:
+      return 587;
+    case Security::none:
+      return 25;
+  }
+  return 465;
+}
+
 }  // namespace el::core

@@ -30,6 +30,36 @@ struct ImapSettings {
   TlsSettings tls;
 };
 
+// SMTP submission. Absent username/password: the IMAP ones. Port 0: by security (465 tls, 587
+// starttls, 25 none).
+struct SmtpSettings {
+  std::string host;
+  std::uint16_t port = 0;
+  Security security = Security::tls;
+  std::string username;  // empty: the IMAP username
+  Secret password;       // empty: the IMAP password (or the OAuth2 token)
+  TlsSettings tls;
+  // Append what was sent to the Sent folder; false for servers that do it themselves (Gmail,
+  // Microsoft 365).
+  bool save_to_sent = true;
+  std::uint16_t effective_port() const;
+};
+
+// OAuth2 sign-in (XOAUTH2 / OAUTHBEARER) instead of passwords, for IMAP and SMTP.
+struct OAuth2Settings {
+  Secret access_token;
+  std::optional<std::chrono::system_clock::time_point> expires_at;
+  Secret refresh_token;  // with token_url: the service refreshes (RFC 6749 refresh grant)
+  std::string token_url;
+  std::string client_id;
+  Secret client_secret;
+  std::string refresh_url;            // or: the service asks the application for a new token
+  std::string mechanism = "xoauth2";  // xoauth2 | oauthbearer (IMAP; SMTP uses XOAUTH2)
+  bool can_refresh() const {
+    return !refresh_url.empty() || (!token_url.empty() && !refresh_token.empty());
+  }
+};
+
 struct WebhookTarget {
   std::string url;  // http:// or https://
   Secret secret;    // HMAC-SHA256 key; empty: the body is still signed with an empty key
@@ -41,6 +71,10 @@ struct MailboxConfig {
   std::string email;
   ImapSettings imap;
   std::vector<std::string> folders{"INBOX"};
+  bool all_folders = false;  // "folders": "all": every selectable folder the server lists
+  std::optional<SmtpSettings> smtp;
+  std::optional<OAuth2Settings> oauth2;
+  std::string sent_folder;  // empty: the folder with SPECIAL-USE \Sent (else "Sent")
   std::optional<std::chrono::system_clock::time_point> since;
   std::optional<WebhookTarget> webhook;  // overrides the global webhook
 };

@@ -37,6 +37,11 @@ ApiError to_api_error(const service::Failure& f) {
               f.field};
     case Errc::invalid_argument:
       return {400, "invalid_value", f.message.empty() ? "invalid value" : f.message, f.field};
+    case Errc::conflict:
+      return {409, "conflict", f.message.empty() ? "conflict" : f.message, f.field};
+    case Errc::bad_gateway:
+      return {502, "mail_server_error", f.message.empty() ? "the mail server failed" : f.message,
+              f.field};
     case Errc::unavailable:
       return {503, "unavailable",
               f.message.empty() ? "service unavailable, retry later" : f.message, f.field};

@@ -121,7 +121,167 @@ std::string folder_key(std::string_view name) {
   return key;
 }
 
-MaybeError parse_imap(const json::object& obj, BodyMode mode, core::ImapSettings& out,
+MaybeError parse_port(const json::object& obj, std::string_view prefix, std::uint16_t& port) {
+  if (const json::value* v = find(obj, "port")) {
+    const std::string field = join(prefix, "port");
+    if (!v->is_int64() && !v->is_uint64()) return wrong_type(field, "an integer");
+    const bool in_range =
+        v->is_int64() ? (v->get_int64() >= 1 && v->get_int64() <= 65535) : v->get_uint64() <= 65535;
+    if (!in_range) return invalid(field, "must be between 1 and 65535");
+    port = static_cast<std::uint16_t>(v->is_int64() ? v->get_int64() : v->get_uint64());
+  }
+  return std::nullopt;
+}
+
+MaybeError parse_host(const json::object& obj, std::string_view prefix, std::string& out) {
+  std::optional<std::string> host;
+  const std::string field = join(prefix, "host");
+  if (auto e = get_string(obj, "host", prefix, true, host)) return e;
+  if (host->empty()) return invalid(field, "must not be empty");
+  if (host->size() > kMaxHost) return invalid(field, "is too long");
+  if (has_space_or_control(*host)) return invalid(field, "must be a host name or address");
+  out = std::move(*host);
+  return std::nullopt;
+}
+
+MaybeError parse_security(const json::object& obj, std::string_view prefix, core::Security& out) {
+  std::optional<std::string> security;
+  if (auto e = get_string(obj, "security", prefix, false, security)) return e;
+  out = core::Security::tls;
+  if (security) {
+    auto s = core::security_from_string(*security);
+    if (!s)
+      return invalid(join(prefix, "security"), "must be one of \"tls\", \"starttls\", \"none\"");
+    out = *s;
+  }
+  return std::nullopt;
+}
+
+MaybeError parse_tls(const json::object& obj, std::string_view prefix, core::TlsSettings& out) {
+  std::optional<std::string> ca_file;
+  if (auto e = get_string(obj, "tls_ca_file", prefix, false, ca_file)) return e;
+  if (ca_file) {
+    if (ca_file->size() > kMaxPath) return invalid(join(prefix, "tls_ca_file"), "is too long");
+    if (has_control(*ca_file)) return invalid(join(prefix, "tls_ca_file"), "must be a file path");
+    out.ca_file = std::move(*ca_file);
+  }
+  if (const json::value* v = find(obj, "tls_insecure")) {
+    if (!v->is_bool()) return wrong_type(join(prefix, "tls_insecure"), "a boolean");
+    out.insecure = v->get_bool();
+  }
+  return std::nullopt;
+}
+
+MaybeError parse_credential(const json::object& obj, std::string_view prefix, std::string_view key,
+                            bool required, std::optional<std::string>& out) {
+  if (auto e = get_string(obj, key, prefix, required, out)) return e;
+  if (!out) return std::nullopt;
+  const std::string field = join(prefix, key);
+  if (out->empty()) return invalid(field, "must not be empty");
+  if (out->size() > kMaxCredential) return invalid(field, "is too long");
+  if (has_line_break_or_nul(*out)) return invalid(field, "must not contain NUL, CR or LF");
+  return std::nullopt;
+}
+
+MaybeError parse_smtp(const json::object& root, BodyMode mode,
+                      std::optional<core::SmtpSettings>& out, service::UpdateMask& mask) {
+  const json::value* v = find(root, "smtp");
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_object()) return wrong_type("smtp", "an object");
+  const json::object& obj = v->get_object();
+  constexpr std::string_view p = "smtp";
+  if (auto e = check_keys(obj,
+                          {"host", "port", "security", "username", "password", "tls_ca_file",
+                           "tls_insecure", "save_to_sent"},
+                          p)) {
+    return e;
+  }
+  core::SmtpSettings s;
+  if (auto e = parse_host(obj, p, s.host)) return e;
+  if (auto e = parse_security(obj, p, s.security)) return e;
+  if (auto e = parse_port(obj, p, s.port)) return e;
+  std::optional<std::string> username, password;
+  if (auto e = parse_credential(obj, p, "username", false, username)) return e;
+  if (username) s.username = std::move(*username);
+  if (auto e = parse_credential(obj, p, "password", false, password)) return e;
+  if (password) {
+    s.password = core::Secret(std::move(*password));
+  } else if (mode == BodyMode::update) {
+    mask.keep_smtp_password = true;
+  }
+  if (auto e = parse_tls(obj, p, s.tls)) return e;
+  if (const json::value* b = find(obj, "save_to_sent")) {
+    if (!b->is_bool()) return wrong_type("smtp.save_to_sent", "a boolean");
+    s.save_to_sent = b->get_bool();
+  }
+  out = std::move(s);
+  return std::nullopt;
+}
+
+MaybeError parse_oauth2(const json::object& root, BodyMode mode,
+                        std::optional<core::OAuth2Settings>& out, service::UpdateMask& mask) {
+  const json::value* v = find(root, "oauth2");
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_object()) return wrong_type("oauth2", "an object");
+  const json::object& obj = v->get_object();
+  constexpr std::string_view p = "oauth2";
+  if (auto e = check_keys(obj,
+                          {"access_token", "expires_at", "refresh_token", "token_url", "client_id",
+                           "client_secret", "refresh_url", "mechanism"},
+                          p)) {
+    return e;
+  }
+  core::OAuth2Settings a;
+  std::optional<std::string> access, refresh, secret, expires, token_url, client_id, refresh_url,
+      mechanism;
+  if (auto e = parse_credential(obj, p, "access_token", false, access)) return e;
+  if (auto e = parse_credential(obj, p, "refresh_token", false, refresh)) return e;
+  if (auto e = parse_credential(obj, p, "client_secret", false, secret)) return e;
+  if (auto e = parse_credential(obj, p, "client_id", false, client_id)) return e;
+  if (access) a.access_token = core::Secret(std::move(*access));
+  if (refresh) a.refresh_token = core::Secret(std::move(*refresh));
+  if (secret) a.client_secret = core::Secret(std::move(*secret));
+  if (client_id) a.client_id = std::move(*client_id);
+  if (mode == BodyMode::update && !access && !refresh && !secret) mask.keep_oauth2_tokens = true;
+  if (auto e = get_string(obj, "expires_at", p, false, expires)) return e;
+  if (expires) {
+    a.expires_at = core::parse_rfc3339(*expires);
+    if (!a.expires_at) return invalid("oauth2.expires_at", "must be an RFC 3339 date-time");
+  }
+  for (auto [key, target] :
+       {std::pair<std::string_view, std::optional<std::string>*>{"token_url", &token_url},
+        {"refresh_url", &refresh_url}}) {
+    if (auto e = get_string(obj, key, p, false, *target)) return e;
+    if (*target) {
+      if ((*target)->size() > kMaxUrl) return invalid(join(p, key), "is too long");
+      if (!valid_webhook_url(**target)) {
+        return invalid(join(p, key), "must be an absolute http or https URL with a host");
+      }
+    }
+  }
+  if (token_url) a.token_url = std::move(*token_url);
+  if (refresh_url) a.refresh_url = std::move(*refresh_url);
+  if (auto e = get_string(obj, "mechanism", p, false, mechanism)) return e;
+  if (mechanism) {
+    if (*mechanism != "xoauth2" && *mechanism != "oauthbearer") {
+      return invalid("oauth2.mechanism", "must be \"xoauth2\" or \"oauthbearer\"");
+    }
+    a.mechanism = std::move(*mechanism);
+  }
+  if (!a.token_url.empty() && !a.refresh_url.empty()) {
+    return invalid("oauth2.refresh_url", "cannot be given together with oauth2.token_url");
+  }
+  if (!a.token_url.empty() && a.refresh_token.empty() && mode == BodyMode::create) {
+    return missing("oauth2.refresh_token");
+  }
+  if (a.access_token.empty() && !a.can_refresh() && mode == BodyMode::create) {
+    return missing("oauth2.access_token");
+  }
+  out = std::move(a);
+  return std::nullopt;
+}
+
+MaybeError parse_imap(const json::object& obj, BodyMode mode, bool oauth2, core::ImapSettings& out,
                       service::UpdateMask& mask) {
   constexpr std::string_view p = "imap";
   if (auto e = check_keys(
@@ -166,15 +326,18 @@ MaybeError parse_imap(const json::object& obj, BodyMode mode, core::ImapSettings
   out.username = std::move(*username);
 
   std::optional<std::string> password;
-  if (auto e = get_string(obj, "password", p, mode == BodyMode::create, password)) return e;
+  if (auto e = get_string(obj, "password", p, mode == BodyMode::create && !oauth2, password)) {
+    return e;
+  }
   if (password) {
     if (password->empty()) return invalid("imap.password", "must not be empty");
+    // (with oauth2 the password may be left out: sign-in uses the token)
     if (password->size() > kMaxCredential) return invalid("imap.password", "is too long");
     if (has_line_break_or_nul(*password)) {
       return invalid("imap.password", "must not contain NUL, CR or LF");
     }
     out.password = core::Secret(std::move(*password));
-  } else {
+  } else if (mode == BodyMode::update) {
     mask.keep_password = true;
   }
 
@@ -193,13 +356,18 @@ MaybeError parse_imap(const json::object& obj, BodyMode mode, core::ImapSettings
   return std::nullopt;
 }
 
-MaybeError parse_folders(const json::object& obj, std::vector<std::string>& out) {
+MaybeError parse_folders(const json::object& obj, std::vector<std::string>& out, bool& all) {
   const json::value* v = find(obj, "folders");
   if (v == nullptr) {
     out = {"INBOX"};
     return std::nullopt;
   }
-  if (!v->is_array()) return wrong_type("folders", "an array of strings");
+  if (v->is_string() && v->get_string() == "all") {
+    out = {"INBOX"};
+    all = true;
+    return std::nullopt;
+  }
+  if (!v->is_array()) return wrong_type("folders", "an array of strings or \"all\"");
   const json::array& arr = v->get_array();
   if (arr.empty()) return invalid("folders", "must name at least one folder");
   if (arr.size() > kMaxFolders) return invalid("folders", "must name at most 50 folders");
@@ -252,7 +420,10 @@ MaybeError parse_webhook(const json::object& obj, BodyMode mode,
 }
 
 MaybeError parse_object(const json::object& obj, BodyMode mode, ParsedMailbox& out) {
-  if (auto e = check_keys(obj, {"id", "email", "imap", "folders", "since", "webhook"}, "")) {
+  if (auto e = check_keys(
+          obj,
+          {"id", "email", "imap", "folders", "since", "webhook", "smtp", "oauth2", "sent_folder"},
+          "")) {
     return e;
   }
   core::MailboxConfig& cfg = out.config;
@@ -275,9 +446,22 @@ MaybeError parse_object(const json::object& obj, BodyMode mode, ParsedMailbox& o
   const json::value* imap = find(obj, "imap");
   if (imap == nullptr) return missing("imap");
   if (!imap->is_object()) return wrong_type("imap", "an object");
-  if (auto e = parse_imap(imap->get_object(), mode, cfg.imap, out.mask)) return e;
+  if (auto e = parse_oauth2(obj, mode, cfg.oauth2, out.mask)) return e;
+  if (auto e = parse_imap(imap->get_object(), mode, cfg.oauth2.has_value(), cfg.imap, out.mask)) {
+    return e;
+  }
+  if (auto e = parse_smtp(obj, mode, cfg.smtp, out.mask)) return e;
 
-  if (auto e = parse_folders(obj, cfg.folders)) return e;
+  if (auto e = parse_folders(obj, cfg.folders, cfg.all_folders)) return e;
+
+  std::optional<std::string> sent;
+  if (auto e = get_string(obj, "sent_folder", "", false, sent)) return e;
+  if (sent) {
+    if (sent->empty() || sent->size() > kMaxFolderName || has_control(*sent)) {
+      return invalid("sent_folder", "must be a folder name");
+    }
+    cfg.sent_folder = std::move(*sent);
+  }
 
   std::optional<std::string> since;
   if (auto e = get_string(obj, "since", "", false, since)) return e;

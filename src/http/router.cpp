@@ -22,7 +22,20 @@ namespace urls = boost::urls;
 constexpr std::size_t kDefaultLimit = 100;
 constexpr std::size_t kMaxLimit = 1000;
 
-enum class Route { none, healthz, readyz, metrics, collection, item, nodes };
+enum class Route {
+  none,
+  healthz,
+  readyz,
+  metrics,
+  collection,
+  item,
+  nodes,
+  validate,  // POST /v1/mailboxes/validate
+  send,      // POST /v1/mailboxes/{id}/send
+  folders,   // GET /v1/mailboxes/{id}/folders
+  sync,      // POST /v1/mailboxes/{id}/sync
+  send_item  // GET /v1/sends/{send_id}
+};
 
 struct Target {
   Route route = Route::none;
@@ -40,7 +53,7 @@ std::optional<Target> parse_target(std::string_view raw) {
   if (!t.url.is_path_absolute()) return t;
   std::vector<std::string> segs;
   for (auto s : t.url.segments()) {
-    if (segs.size() == 3) return t;  // deeper than any route
+    if (segs.size() == 4) return t;  // deeper than any route
     segs.emplace_back(s);
   }
   if (segs.size() == 1) {
@@ -49,12 +62,20 @@ std::optional<Target> parse_target(std::string_view raw) {
     if (segs[0] == "metrics") t.route = Route::metrics;
   } else if (segs.size() == 2 && segs[0] == "v1" && segs[1] == "nodes") {
     t.route = Route::nodes;
+  } else if (segs.size() == 3 && segs[0] == "v1" && segs[1] == "sends" && !segs[2].empty()) {
+    t.route = Route::send_item;
+    t.id = std::move(segs[2]);
   } else if (segs.size() >= 2 && segs[0] == "v1" && segs[1] == "mailboxes") {
     if (segs.size() == 2) {
       t.route = Route::collection;
-    } else if (!segs[2].empty()) {  // "/v1/mailboxes/" is not an item
+    } else if (segs.size() == 3 && !segs[2].empty()) {  // "/v1/mailboxes/" is not an item
       t.route = Route::item;
       t.id = std::move(segs[2]);
+    } else if (segs.size() == 4 && !segs[2].empty()) {
+      if (segs[3] == "send") t.route = Route::send;
+      if (segs[3] == "folders") t.route = Route::folders;
+      if (segs[3] == "sync") t.route = Route::sync;
+      if (t.route != Route::none) t.id = std::move(segs[2]);
     }
   }
   return t;
@@ -71,6 +92,13 @@ std::string_view allowed_methods(Route r) {
       return "GET, POST";
     case Route::item:
       return "GET, PUT, DELETE";
+    case Route::validate:
+    case Route::send:
+    case Route::sync:
+      return "POST";
+    case Route::folders:
+    case Route::send_item:
+      return "GET";
     case Route::none:
       break;
   }
@@ -88,6 +116,13 @@ bool method_allowed(Route r, bhttp::verb v) {
       return v == bhttp::verb::get || v == bhttp::verb::post;
     case Route::item:
       return v == bhttp::verb::get || v == bhttp::verb::put || v == bhttp::verb::delete_;
+    case Route::validate:
+    case Route::send:
+    case Route::sync:
+      return v == bhttp::verb::post;
+    case Route::folders:
+    case Route::send_item:
+      return v == bhttp::verb::get;
     case Route::none:
       break;
   }
@@ -238,6 +273,44 @@ net::awaitable<Response> handle_update(const Request& req, const Target& t,
   co_return from_outcome(req, out, bhttp::status::ok);
 }
 
+net::awaitable<Response> handle_validate(const Request& req, service::MailboxApi& api) {
+  if (auto r = check_content_type(req)) co_return std::move(*r);
+  auto parsed = parse_mailbox_body(req.body(), BodyMode::create);
+  if (auto* e = std::get_if<ApiError>(&parsed)) {
+    co_return error_response(*e, req.version(), req.keep_alive());
+  }
+  auto& p = std::get<ParsedMailbox>(parsed);
+  auto out = co_await api.validate(std::move(p.config));
+  co_return from_outcome(req, out, bhttp::status::ok);
+}
+
+net::awaitable<Response> handle_send(const Request& req, const Target& t,
+                                     service::MailboxApi& api) {
+  if (auto r = check_content_type(req)) co_return std::move(*r);
+  auto parsed = parse_send_body(req.body(), req["Idempotency-Key"]);
+  if (auto* e = std::get_if<ApiError>(&parsed)) {
+    co_return error_response(*e, req.version(), req.keep_alive());
+  }
+  auto out = co_await api.send_message(t.id, std::move(std::get<service::SendRequest>(parsed)));
+  Response res = from_outcome(req, out, bhttp::status::accepted);
+  if (out.ok()) {
+    if (const json::value* v = out.body.if_contains("send_id"); v != nullptr && v->is_string())
+      res.set(bhttp::field::location, "/v1/sends/" + std::string(v->get_string()));
+  }
+  co_return res;
+}
+
+net::awaitable<Response> handle_sync(const Request& req, const Target& t,
+                                     service::MailboxApi& api) {
+  if (auto r = check_content_type(req)) co_return std::move(*r);
+  auto parsed = parse_sync_body(req.body());
+  if (auto* e = std::get_if<ApiError>(&parsed)) {
+    co_return error_response(*e, req.version(), req.keep_alive());
+  }
+  auto out = co_await api.sync_mailbox(t.id, std::move(std::get<service::SyncRequest>(parsed)));
+  co_return from_outcome(req, out, bhttp::status::accepted);
+}
+
 net::awaitable<Response> dispatch(const Request& req, service::MailboxApi& api,
                                   const std::vector<std::string>& tokens) {
   std::optional<Target> t = parse_target(req.target());
@@ -252,13 +325,19 @@ net::awaitable<Response> dispatch(const Request& req, service::MailboxApi& api,
     res.set(bhttp::field::www_authenticate, "Bearer");
     co_return res;
   }
+  // "validate" is also a valid mailbox id: POST on it is the credential check, the other
+  // methods reach the mailbox of that name.
+  if (t->route == Route::item && t->id == "validate" && req.method() == bhttp::verb::post)
+    t->route = Route::validate;
   if (t->route == Route::none) co_return fail(req, 404, "not_found", "no such route");
   if (!method_allowed(t->route, req.method())) {
     Response res = fail(req, 405, "method_not_allowed", "method not allowed on this route");
     res.set(bhttp::field::allow, allowed_methods(t->route));
     co_return res;
   }
-  if (t->route == Route::item && !internal::valid_mailbox_id(t->id)) {
+  const bool mailbox_route = t->route == Route::item || t->route == Route::send ||
+                             t->route == Route::folders || t->route == Route::sync;
+  if (mailbox_route && !internal::valid_mailbox_id(t->id)) {
     co_return fail(req, 400, "invalid_value", "id must be 1-128 characters of A-Z a-z 0-9 . _ -",
                    "id");
   }
@@ -291,6 +370,22 @@ net::awaitable<Response> dispatch(const Request& req, service::MailboxApi& api,
         auto out = co_await api.remove_mailbox(t->id);
         co_return from_outcome(req, out, bhttp::status::no_content);
       }
+    case Route::validate:
+      co_return co_await handle_validate(req, api);
+    case Route::send:
+      co_return co_await handle_send(req, *t, api);
+    case Route::folders: {
+      auto out = co_await api.list_folders(t->id);
+      co_return from_outcome(req, out, bhttp::status::ok);
+    }
+    case Route::sync:
+      co_return co_await handle_sync(req, *t, api);
+    case Route::send_item: {
+      if (!internal::valid_mailbox_id(t->id))
+        co_return fail(req, 404, "not_found", "no send with this id", "send_id");
+      auto out = co_await api.get_send(t->id);
+      co_return from_outcome(req, out, bhttp::status::ok);
+    }
     case Route::none:
       break;
   }

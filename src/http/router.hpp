@@ -36,6 +36,13 @@ struct ParsedMailbox {
 // Validates a POST/PUT /v1/mailboxes body: every field typed and checked, unknown fields refused.
 std::variant<ParsedMailbox, ApiError> parse_mailbox_body(std::string_view body, BodyMode mode);
 
+// Validates a POST /v1/mailboxes/{id}/send body (recipients, addresses, base64 attachments,
+// headers) and the Idempotency-Key header value.
+std::variant<service::SendRequest, ApiError> parse_send_body(std::string_view body,
+                                                             std::string_view idempotency_key);
+// Validates a POST /v1/mailboxes/{id}/sync body.
+std::variant<service::SyncRequest, ApiError> parse_sync_body(std::string_view body);
+
 // Handles one request (auth included). Never throws.
 net::awaitable<Response> handle(const Request& req, service::MailboxApi& api,
                                 const std::vector<std::string>& tokens);

@@ -13,9 +13,9 @@ namespace el::http {
 
 struct ServerOptions {
   std::string address = "127.0.0.1";
-  std::uint16_t port = 8080;        // 0: any free port (see ApiServer::port)
-  std::vector<std::string> tokens;  // accepted bearer tokens; empty: no authentication
-  std::size_t max_body = 1024 * 1024;
+  std::uint16_t port = 8080;         // 0: any free port (see ApiServer::port)
+  std::vector<std::string> tokens;   // accepted bearer tokens; empty: no authentication
+  std::size_t max_body = 40u << 20;  // room for 25 MB of attachments, base64-encoded
   std::chrono::milliseconds read_timeout{30000};
 };
 

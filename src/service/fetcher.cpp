@@ -65,6 +65,7 @@ struct Fetcher::Impl : std::enable_shared_from_this<Impl> {
   store::Registry& registry;
   delivery::EventSink& sink;
   ServiceOptions opts;
+  Credentials* credentials = nullptr;
   net::thread_pool cpu;
   std::mutex mu;
   std::unordered_map<std::string, Pooled> pool;
@@ -179,7 +180,7 @@ struct Fetcher::Impl : std::enable_shared_from_this<Impl> {
         ImapTimeouts t{opts.fetch.connect_timeout, opts.fetch.command_timeout,
                        opts.session.done_timeout, opts.fetch.max_message_bytes};
         Pooled p;
-        p.client = co_await open_imap(rec->config.imap, t);
+        p.client = co_await open_imap(rec->config, t, credentials);
         p.ex = strand;
         p.epoch = task.epoch;
         auto info = co_await p.client->select(task.folder, /*read_only=*/true);
@@ -354,8 +355,9 @@ struct Fetcher::Impl : std::enable_shared_from_this<Impl> {
 };
 
 Fetcher::Fetcher(net::any_io_executor ex, store::Registry& registry, delivery::EventSink& sink,
-                 ServiceOptions opts, std::size_t cpu_threads)
+                 ServiceOptions opts, std::size_t cpu_threads, Credentials* credentials)
     : impl_(std::make_shared<Impl>(ex, registry, sink, std::move(opts), cpu_threads)) {
+  impl_->credentials = credentials;
   mime::initialize();
   net::co_spawn(impl_->ex, impl_->sweep_loop(), net::detached);
 }

@@ -15,11 +15,13 @@
 
 namespace el::service {
 
+class Credentials;
+
 class Fetcher {
  public:
   // registry and sink must outlive the fetcher. ex: runs the pool sweeper.
   Fetcher(boost::asio::any_io_executor ex, store::Registry& registry, delivery::EventSink& sink,
-          ServiceOptions opts, std::size_t cpu_threads);
+          ServiceOptions opts, std::size_t cpu_threads, Credentials* credentials = nullptr);
   ~Fetcher();
 
   // Thread-safe; the caller's executor must be a strand (connections are bound to it).

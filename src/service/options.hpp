@@ -28,6 +28,11 @@ struct SessionOptions {
   // connection per folder and the lowest latency. false: a second, pooled connection downloads
   // while the first stays in IDLE.
   bool fetch_on_idle_connection = true;
+  // Folders of one mailbox with an IDLE connection each (INBOX first, then in order); the
+  // others are polled with STATUS on one more connection every status_poll_interval.
+  std::size_t max_idle_connections = 5;
+  milliseconds status_poll_interval{60000};
+  milliseconds folder_rescan{10 * 60 * 1000};  // "folders": "all" looks for new folders
 };
 
 struct FetchOptions {
@@ -51,6 +56,27 @@ struct OwnershipOptions {
   milliseconds start_spread{0};
 };
 
+// Sending mail (POST /v1/mailboxes/{id}/send).
+struct SendOptions {
+  std::chrono::seconds retention{7 * 24 * 3600};  // sends and their Idempotency-Keys are kept
+  std::uint32_t max_attempts = 10;                // temporary failures, then message.send_failed
+  milliseconds backoff_initial{5000};
+  milliseconds backoff_max{10 * 60 * 1000};
+  milliseconds claim{60000};         // a node running a send holds it this long, renewed
+  milliseconds scan_interval{5000};  // looks for sends no node runs (after a crash)
+  milliseconds connect_timeout{30000};
+  milliseconds command_timeout{60000};
+  milliseconds data_timeout{10 * 60 * 1000};
+  milliseconds probe_timeout{10000};  // EHLO probe that learns a server's SIZE limit
+  std::size_t max_concurrent = 64;    // sends running at once on this node
+  std::string helo_name;              // EHLO name; empty: the host name
+};
+
+struct ToolOptions {
+  milliseconds validate_timeout{15000};  // each step of a credential check
+  std::size_t max_folders = 1000;        // folders listed with counts
+};
+
 struct ServiceOptions {
   SessionOptions session;
   FetchOptions fetch;
@@ -60,6 +86,8 @@ struct ServiceOptions {
   // sink is a RabbitMQ exchange.
   bool webhook_sink = true;
   std::size_t fetch_concurrency = 64;  // tasks running at once in this process
+  SendOptions send;
+  ToolOptions tools;
 };
 
 }  // namespace el::service

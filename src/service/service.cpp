@@ -3,10 +3,15 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
 
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "service/backfill.hpp"
+#include "service/credentials.hpp"
 #include "service/fetcher.hpp"
+#include "service/mail_tools.hpp"
+#include "service/sender.hpp"
 #include "store/call.hpp"
 
 namespace el::service {
@@ -23,7 +28,7 @@ Outcome unavailable(const std::exception& e) {
 
 MailboxService::MailboxService(net::io_context& ioc, store::Registry& registry,
                                queue::TaskQueue& queue, delivery::EventSink& sink, Fetcher* fetcher,
-                               ServiceOptions opts)
+                               ServiceOptions opts, Credentials* credentials)
     : ioc_(ioc),
       registry_(registry),
       queue_(queue),
@@ -31,7 +36,17 @@ MailboxService::MailboxService(net::io_context& ioc, store::Registry& registry,
       fetcher_(fetcher),
       opts_(std::move(opts)),
       ownership_(std::make_shared<Ownership>(ioc, registry, opts_.ownership,
-                                             static_cast<OwnedSessions&>(*this))) {}
+                                             static_cast<OwnedSessions&>(*this))) {
+  if (credentials == nullptr) {
+    CredentialsOptions co;
+    co.default_webhook = opts_.default_webhook;
+    own_credentials_ = std::make_unique<Credentials>(registry_, co);
+    credentials = own_credentials_.get();
+  }
+  credentials_ = credentials;
+  sender_ = std::make_shared<Sender>(ioc_, registry_, sink_, opts_, credentials_);
+  backfill_ = std::make_shared<Backfill>(ioc_, registry_, sink_, opts_, credentials_);
+}
 
 MailboxService::~MailboxService() {
   stop();
@@ -53,6 +68,7 @@ net::awaitable<std::optional<std::invoke_result_t<F&>>> MailboxService::guarded(
 
 void MailboxService::start() {
   ownership_->start();
+  if (opts_.ownership.role != "worker") sender_->start();
   log::info("node_started", {{"node", opts_.ownership.node_id},
                              {"role", opts_.ownership.role},
                              {"registry", std::string(registry_.kind())},
@@ -68,6 +84,8 @@ net::awaitable<void> MailboxService::shutdown() {
 }
 
 void MailboxService::stop() {
+  sender_->stop();
+  backfill_->stop();
   std::map<std::string, std::shared_ptr<MailboxSession>, std::less<>> sessions;
   {
     std::lock_guard lk(mu_);
@@ -96,12 +114,13 @@ void MailboxService::serve(const store::MailboxRecord& record, std::uint64_t epo
 
 void MailboxService::drop(const std::string& id) {
   stop_session(id);
+  credentials_->forget(id);
   if (fetcher_) fetcher_->forget(id);
 }
 
 void MailboxService::start_session(const core::MailboxConfig& cfg, std::uint64_t epoch,
                                    std::chrono::milliseconds delay) {
-  SessionDeps deps{registry_, queue_, sink_, opts_, ownership_.get()};
+  SessionDeps deps{registry_, queue_, sink_, opts_, ownership_.get(), credentials_};
   auto s = std::make_shared<MailboxSession>(ioc_, deps, cfg, epoch);
   std::shared_ptr<MailboxSession> old;
   {
@@ -167,7 +186,12 @@ json::object MailboxService::status_json(const store::MailboxRecord& r) const {
     connected_since = r.connected_since;
   }
   json::array folders;
-  for (const auto& name : c.folders) {
+  std::vector<std::string> names = c.folders;
+  if (c.all_folders) {  // every folder the session found and took a baseline of
+    for (const auto& cp : r.checkpoints)
+      if (std::find(names.begin(), names.end(), cp.name) == names.end()) names.push_back(cp.name);
+  }
+  for (const auto& name : names) {
     json::object f{{"name", name}, {"uidvalidity", nullptr}, {"last_uid", nullptr}};
     if (auto* cp = r.checkpoint(name)) {
       f["uidvalidity"] = cp->uidvalidity;
@@ -190,6 +214,32 @@ json::object MailboxService::status_json(const store::MailboxRecord& r) const {
                                        {"tls_insecure", c.imap.tls.insecure}}}};
   if (c.since) o["since"] = core::format_rfc3339(*c.since);
   if (c.webhook) o["webhook"] = json::object{{"url", c.webhook->url}};
+  if (c.all_folders) o["all_folders"] = true;
+  if (!c.sent_folder.empty()) o["sent_folder"] = c.sent_folder;
+  if (c.smtp) {
+    o["smtp"] =
+        json::object{{"host", c.smtp->host},
+                     {"port", c.smtp->effective_port()},
+                     {"security", core::to_string(c.smtp->security)},
+                     {"username", c.smtp->username.empty() ? c.imap.username : c.smtp->username},
+                     {"save_to_sent", c.smtp->save_to_sent}};
+  }
+  if (c.oauth2) {
+    json::object a{{"mechanism", c.oauth2->mechanism},
+                   {"refresh", !c.oauth2->refresh_url.empty() ? "refresh_url"
+                               : c.oauth2->can_refresh()      ? "token_url"
+                                                              : "none"}};
+    if (c.oauth2->expires_at) a["expires_at"] = core::format_rfc3339(*c.oauth2->expires_at);
+    if (!c.oauth2->token_url.empty()) a["token_url"] = c.oauth2->token_url;
+    if (!c.oauth2->refresh_url.empty()) a["refresh_url"] = c.oauth2->refresh_url;
+    if (!c.oauth2->client_id.empty()) a["client_id"] = c.oauth2->client_id;
+    o["oauth2"] = std::move(a);
+  }
+  if (!r.sync.empty()) {
+    boost::system::error_code ec;
+    auto v = json::parse(r.sync, ec);
+    if (!ec) o["sync"] = std::move(v);
+  }
   if (!last_error.empty()) o["last_error"] = last_error;
   if (!connected_since.empty()) o["connected_since"] = connected_since;
   return o;
@@ -260,6 +310,14 @@ net::awaitable<Outcome> MailboxService::update_mailbox(core::MailboxConfig cfg, 
   if (mask.keep_password) cfg.imap.password = cur.config.imap.password;
   if (mask.keep_webhook_secret && cfg.webhook && cur.config.webhook)
     cfg.webhook->secret = cur.config.webhook->secret;
+  if (mask.keep_smtp_password && cfg.smtp && cur.config.smtp)
+    cfg.smtp->password = cur.config.smtp->password;
+  if (mask.keep_oauth2_tokens && cfg.oauth2 && cur.config.oauth2) {
+    cfg.oauth2->access_token = cur.config.oauth2->access_token;
+    cfg.oauth2->refresh_token = cur.config.oauth2->refresh_token;
+    cfg.oauth2->client_secret = cur.config.oauth2->client_secret;
+    if (!cfg.oauth2->expires_at) cfg.oauth2->expires_at = cur.config.oauth2->expires_at;
+  }
   if (opts_.webhook_sink && !webhook_for(cfg, opts_))
     co_return Outcome::fail(Errc::invalid_argument, "no webhook for this mailbox", "webhook.url");
   auto epoch = co_await guarded([&] { return registry_.replace_config(cfg); }, failure);
@@ -270,6 +328,7 @@ net::awaitable<Outcome> MailboxService::update_mailbox(core::MailboxConfig cfg, 
   log::info("mailbox_updated", {{"mailbox", cfg.id}, {"epoch", std::to_string(**epoch)}});
   // The owner serves the new settings: here at once; on another node at its next renewal,
   // when it sees the epoch moved.
+  credentials_->forget(cfg.id);
   co_await ownership_->refresh(cfg.id);
   auto rec = co_await guarded([&] { return registry_.get(cfg.id); }, failure);
   if (!rec) co_return failure;
@@ -292,6 +351,52 @@ net::awaitable<Outcome> MailboxService::remove_mailbox(std::string id) {
   log::info("mailbox_removed", {{"mailbox", id}});
   Outcome out;
   co_return out;
+}
+
+net::awaitable<std::optional<core::MailboxConfig>> MailboxService::config_of(const std::string& id,
+                                                                             Outcome& failure) {
+  auto rec = co_await guarded([&] { return registry_.get(id); }, failure);
+  if (!rec) co_return std::nullopt;
+  if (!*rec) {
+    failure = Outcome::fail(Errc::not_found, "no mailbox with this id", "id");
+    co_return std::nullopt;
+  }
+  co_return (*rec)->config;
+}
+
+net::awaitable<Outcome> MailboxService::send_message(std::string mailbox_id, SendRequest req) {
+  Outcome failure;
+  auto cfg = co_await config_of(mailbox_id, failure);
+  if (!cfg) co_return failure;
+  co_return co_await sender_->submit(*cfg, std::move(req));
+}
+
+net::awaitable<Outcome> MailboxService::get_send(std::string send_id) {
+  co_return co_await sender_->status(std::move(send_id));
+}
+
+net::awaitable<Outcome> MailboxService::list_folders(std::string mailbox_id) {
+  Outcome failure;
+  auto cfg = co_await config_of(mailbox_id, failure);
+  if (!cfg) co_return failure;
+  co_return co_await folders_of(*cfg, opts_, credentials_);
+}
+
+net::awaitable<Outcome> MailboxService::sync_mailbox(std::string mailbox_id, SyncRequest req) {
+  Outcome failure;
+  auto cfg = co_await config_of(mailbox_id, failure);
+  if (!cfg) co_return failure;
+  if (opts_.webhook_sink && !webhook_for(*cfg, opts_))
+    co_return Outcome::fail(Errc::invalid_argument, "no webhook for this mailbox", "webhook.url");
+  co_return co_await backfill_->start(*cfg, std::move(req));
+}
+
+net::awaitable<Outcome> MailboxService::validate(core::MailboxConfig cfg) {
+  // Tokens refreshed during a check belong to no stored mailbox: a cache of its own.
+  CredentialsOptions co;
+  co.default_webhook = opts_.default_webhook;
+  Credentials scratch(registry_, co);
+  co_return co_await validate_settings(cfg, opts_, &scratch);
 }
 
 net::awaitable<Outcome> MailboxService::list_nodes() {
@@ -353,6 +458,21 @@ std::string MailboxService::metrics_text() const {
       "# TYPE el_active_subscriptions gauge\n"
       "el_active_subscriptions " +
       std::to_string(by_state[SessionState::idle] + by_state[SessionState::polling]) + "\n";
+  const auto& sc = sender_->counters();
+  out +=
+      "# HELP el_sends_total Emails sent through the API by this node, by outcome.\n"
+      "# TYPE el_sends_total counter\n"
+      "el_sends_total{outcome=\"accepted\"} " +
+      std::to_string(sc.accepted.load()) + "\nel_sends_total{outcome=\"sent\"} " +
+      std::to_string(sc.sent.load()) + "\nel_sends_total{outcome=\"failed\"} " +
+      std::to_string(sc.failed.load()) + "\nel_sends_total{outcome=\"retried\"} " +
+      std::to_string(sc.retries.load()) + "\nel_sends_total{outcome=\"saved_to_sent\"} " +
+      std::to_string(sc.appended.load()) + "\n";
+  out +=
+      "# HELP el_oauth2_refreshes_total OAuth2 access tokens refreshed by this node.\n"
+      "# TYPE el_oauth2_refreshes_total counter\n"
+      "el_oauth2_refreshes_total " +
+      std::to_string(credentials_->refreshes()) + "\n";
   out +=
       "# HELP el_leases_held Mailbox leases this node holds.\n"
       "# TYPE el_leases_held gauge\n"

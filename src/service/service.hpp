@@ -18,13 +18,17 @@
 namespace el::service {
 
 class Fetcher;
+class Credentials;
+class Sender;
+class Backfill;
 
 class MailboxService final : public MailboxApi, private OwnedSessions {
  public:
   // Everything passed by reference must outlive the service. fetcher may be null (no local
   // downloads); it is told when a mailbox's settings change.
   MailboxService(boost::asio::io_context& ioc, store::Registry& registry, queue::TaskQueue& queue,
-                 delivery::EventSink& sink, Fetcher* fetcher, ServiceOptions opts);
+                 delivery::EventSink& sink, Fetcher* fetcher, ServiceOptions opts,
+                 Credentials* credentials = nullptr);
   ~MailboxService() override;
 
   // Joins the fleet: heartbeats, and (unless a worker) claims its share of the mailboxes and
@@ -41,6 +45,11 @@ class MailboxService final : public MailboxApi, private OwnedSessions {
   net::awaitable<Outcome> list_mailboxes(std::string cursor, std::size_t limit) override;
   net::awaitable<Outcome> update_mailbox(core::MailboxConfig cfg, UpdateMask mask) override;
   net::awaitable<Outcome> remove_mailbox(std::string id) override;
+  net::awaitable<Outcome> send_message(std::string mailbox_id, SendRequest req) override;
+  net::awaitable<Outcome> get_send(std::string send_id) override;
+  net::awaitable<Outcome> list_folders(std::string mailbox_id) override;
+  net::awaitable<Outcome> sync_mailbox(std::string mailbox_id, SyncRequest req) override;
+  net::awaitable<Outcome> validate(core::MailboxConfig cfg) override;
   net::awaitable<Outcome> list_nodes() override;
   boost::json::object readiness() const override;
   std::string metrics_text() const override;
@@ -54,6 +63,9 @@ class MailboxService final : public MailboxApi, private OwnedSessions {
   void drop(const std::string& id) override;
 
   boost::json::object status_json(const store::MailboxRecord& r) const;
+  // The stored settings; nullopt with failure set (not_found, unavailable).
+  net::awaitable<std::optional<core::MailboxConfig>> config_of(const std::string& id,
+                                                               Outcome& failure);
   void start_session(const core::MailboxConfig& cfg, std::uint64_t epoch,
                      std::chrono::milliseconds delay);
   void stop_session(const std::string& id);
@@ -69,6 +81,10 @@ class MailboxService final : public MailboxApi, private OwnedSessions {
   Fetcher* fetcher_;
   ServiceOptions opts_;
   std::shared_ptr<Ownership> ownership_;
+  std::unique_ptr<Credentials> own_credentials_;  // when the caller gave none
+  Credentials* credentials_ = nullptr;
+  std::shared_ptr<Sender> sender_;
+  std::shared_ptr<Backfill> backfill_;
   boost::asio::thread_pool blocking_{1};  // state-file flushes
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<MailboxSession>, std::less<>> sessions_;

@@ -15,6 +15,7 @@
 #include "core/metrics.hpp"
 #include "service/fetcher.hpp"
 #include "service/imap_connect.hpp"
+#include "service/mail_tools.hpp"
 #include "service/ownership.hpp"
 #include "store/call.hpp"
 
@@ -42,6 +43,7 @@ struct MailboxSession::Folder {
   bool want_fetch = false;     // same connection: there is mail above the checkpoint
   std::chrono::steady_clock::time_point retry_at{};  // same connection: not before this
   int task_failures = 0;
+  bool status_polled = false;  // beyond the IDLE limit: watched by the poller, by design
   net::steady_timer sleep_timer;
   net::steady_timer retry_timer;
 };
@@ -75,8 +77,24 @@ int severity(SessionState s) {
 
 MailboxSession::MailboxSession(net::io_context& ioc, SessionDeps deps, core::MailboxConfig cfg,
                                std::uint64_t epoch)
-    : strand_(net::make_strand(ioc)), deps_(deps), cfg_(std::move(cfg)), epoch_(epoch) {
-  for (const auto& name : cfg_.folders) folders_.push_back(std::make_shared<Folder>(strand_, name));
+    : strand_(net::make_strand(ioc)), deps_(deps), cfg_(std::move(cfg)), epoch_(epoch) {}
+
+void MailboxSession::add_folder(const std::string& name) {
+  for (const auto& f : folders_)
+    if (f->name == name) return;
+  auto f = std::make_shared<Folder>(strand_, name);
+  folders_.push_back(f);
+  if (idle_loops_ < std::max<std::size_t>(1, deps_.opts.session.max_idle_connections)) {
+    ++idle_loops_;
+    net::co_spawn(strand_, run_folder(f), net::detached);
+    return;
+  }
+  f->status_polled = true;
+  polled_.push_back(f);
+  if (!poller_running_) {
+    poller_running_ = true;
+    net::co_spawn(strand_, run_poller(), net::detached);
+  }
 }
 
 MailboxSession::~MailboxSession() = default;
@@ -91,11 +109,17 @@ void MailboxSession::start(milliseconds delay) {
   net::co_spawn(
       strand_,
       [self, delay]() -> net::awaitable<void> {
-        if (delay.count() > 0 && !self->folders_.empty())
-          co_await self->sleep(*self->folders_[0], delay);
+        if (delay.count() > 0) {
+          net::steady_timer t(self->strand_, delay);
+          self->start_timer_ = &t;
+          co_await t.async_wait(net::as_tuple(net::use_awaitable));
+          self->start_timer_ = nullptr;
+        }
         if (self->stopped_) co_return;
-        for (auto& f : self->folders_)
-          net::co_spawn(self->strand_, self->run_folder(f), net::detached);
+        self->started_ = true;
+        for (const auto& name : self->cfg_.folders) self->add_folder(name);
+        if (self->cfg_.all_folders)
+          net::co_spawn(self->strand_, self->run_discovery(), net::detached);
       },
       net::detached);
 }
@@ -104,6 +128,8 @@ void MailboxSession::stop() {
   net::post(strand_, [self = shared_from_this()] {
     if (self->stopped_) return;
     self->stopped_ = true;
+    if (self->start_timer_) self->start_timer_->cancel();
+    if (self->discovery_timer_) self->discovery_timer_->cancel();
     for (auto& f : self->folders_) {
       if (f->client && f->idling) f->client->interrupt();
       f->sleep_timer.cancel();
@@ -159,7 +185,10 @@ void MailboxSession::update_aggregate() {
   SessionStatus next;
   next.state = SessionState::stopped;
   for (const auto& f : folders_) {
-    if (severity(f->state) > severity(next.state)) next.state = f->state;
+    // A folder polled by design beside IDLE folders does not make the mailbox "polling".
+    const auto st =
+        f->status_polled && f->state == SessionState::polling ? SessionState::idle : f->state;
+    if (severity(st) > severity(next.state)) next.state = st;
     if (!f->error.empty()) next.last_error = f->name + ": " + f->error;
     if (f->connected_since &&
         (!next.connected_since || *f->connected_since < *next.connected_since))
@@ -363,6 +392,97 @@ net::awaitable<void> MailboxSession::run_task(std::shared_ptr<Folder> f) {
   }
 }
 
+net::awaitable<void> MailboxSession::run_discovery() {
+  auto self = shared_from_this();
+  const auto& o = deps_.opts.session;
+  const ImapTimeouts timeouts{o.connect_timeout, o.command_timeout, o.done_timeout, 64 * 1024};
+  net::steady_timer timer(strand_);
+  discovery_timer_ = &timer;
+  int attempt = 0;
+  while (!stopped_) {
+    milliseconds next = o.folder_rescan;
+    try {
+      auto client = co_await open_imap(cfg_, timeouts, deps_.credentials);
+      auto names = co_await resolve_folders(*client, cfg_, 1000);
+      co_await client->logout();
+      if (stopped_) break;
+      const std::size_t before = folders_.size();
+      for (const auto& n : names) add_folder(n);
+      if (folders_.size() != before)
+        log::info("folders_discovered", {{"mailbox", cfg_.id},
+                                         {"folders", std::to_string(folders_.size())},
+                                         {"polled", std::to_string(polled_.size())}});
+      attempt = 0;
+    } catch (const std::exception& e) {
+      // The INBOX loop reports connection problems; here only the next try is planned.
+      next = backoff(attempt++);
+      log::warn("folder_discovery_failed", {{"mailbox", cfg_.id}, {"error", e.what()}});
+    }
+    timer.expires_after(next);
+    co_await timer.async_wait(net::as_tuple(net::use_awaitable));
+  }
+  discovery_timer_ = nullptr;
+}
+
+net::awaitable<void> MailboxSession::run_poller() {
+  auto self = shared_from_this();
+  const auto& o = deps_.opts.session;
+  const ImapTimeouts timeouts{o.connect_timeout, o.command_timeout, o.done_timeout, 64 * 1024};
+  int attempt = 0;
+  while (!stopped_ && !polled_.empty()) {
+    auto& first = *polled_.front();  // its timer paces the poller
+    std::string error;
+    try {
+      auto client = co_await open_imap(cfg_, timeouts, deps_.credentials);
+      bool selected = false;
+      while (!stopped_) {
+        // STATUS of the selected folder reports the connection's view, which only a command
+        // like NOOP brings up to date (Dovecot): refresh it first.
+        if (selected) co_await client->noop();
+        for (std::size_t i = 0; i < polled_.size() && !stopped_; ++i) {
+          auto f = polled_[i];
+          const auto st = co_await client->status(f->name);
+          if (f->uidvalidity != st.uidvalidity) {
+            // First sight, or the folder was recreated: a baseline (reset event if so). A
+            // "since" baseline searches, which needs the folder selected.
+            imap::SelectInfo info{st.uidvalidity, st.uidnext, st.messages};
+            if (cfg_.since || st.uidnext == 0) {
+              info = co_await client->select(f->name, /*read_only=*/true);
+              selected = true;
+            }
+            co_await take_baseline(*f, *client, info.uidvalidity, info.uidnext);
+            set_state(*f, SessionState::polling);
+            log::info("folder_watching", {{"mailbox", cfg_.id},
+                                          {"folder", f->name},
+                                          {"mode", "status-polling"},
+                                          {"uidvalidity", std::to_string(info.uidvalidity)},
+                                          {"last_uid", std::to_string(f->baseline)}});
+            // The STATUS answer predates the baseline: look again on the next round.
+            continue;
+          }
+          const std::uint32_t last = co_await checkpoint_uid(*f);
+          if (st.uidnext > 0 && st.uidnext - 1 > last) trigger_task(f);
+          if (f->state != SessionState::polling) set_state(*f, SessionState::polling);
+        }
+        attempt = 0;
+        co_await sleep(first, o.status_poll_interval);
+      }
+      co_await client->logout();
+      continue;
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    const auto delay = backoff(attempt++);
+    for (auto& f : polled_) set_state(*f, SessionState::backoff, error);
+    log::warn(
+        "folder_poll_failed",
+        {{"mailbox", cfg_.id}, {"error", error}, {"retry_in_ms", std::to_string(delay.count())}});
+    co_await sleep(first, delay);
+  }
+  for (auto& f : polled_) set_state(*f, SessionState::stopped);
+  poller_running_ = false;
+}
+
 net::awaitable<void> MailboxSession::run_folder(std::shared_ptr<Folder> f) {
   auto self = shared_from_this();
   const auto& o = deps_.opts.session;
@@ -378,7 +498,7 @@ net::awaitable<void> MailboxSession::run_folder(std::shared_ptr<Folder> f) {
     std::string error;
     bool auth_refused = false;
     try {
-      client = co_await open_imap(cfg_.imap, timeouts);
+      client = co_await open_imap(cfg_, timeouts, deps_.credentials);
       auto info = co_await client->select(f->name, /*read_only=*/true);
       co_await take_baseline(*f, *client, info.uidvalidity, info.uidnext);
       f->reconnect = false;

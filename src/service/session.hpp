@@ -5,6 +5,7 @@
 #pragma once
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -28,13 +29,15 @@ struct SessionStatus {
 };
 
 class Ownership;
+class Credentials;
 
 struct SessionDeps {
   store::Registry& registry;
   queue::TaskQueue& queue;
   delivery::EventSink& sink;
   const ServiceOptions& opts;
-  Ownership* ownership = nullptr;  // publishes state changes for other nodes; may be null
+  Ownership* ownership = nullptr;      // publishes state changes for other nodes; may be null
+  Credentials* credentials = nullptr;  // OAuth2 tokens; required for mailboxes with oauth2
 };
 
 class MailboxSession : public std::enable_shared_from_this<MailboxSession> {
@@ -52,6 +55,12 @@ class MailboxSession : public std::enable_shared_from_this<MailboxSession> {
  private:
   struct Folder;
   boost::asio::awaitable<void> run_folder(std::shared_ptr<Folder> f);
+  // Folders beyond the IDLE limit: STATUS on one connection every status_poll_interval.
+  boost::asio::awaitable<void> run_poller();
+  // "folders": "all": lists the server's folders, adds new ones; repeats every folder_rescan.
+  boost::asio::awaitable<void> run_discovery();
+  // Starts watching a folder: its own IDLE loop while under the limit, else the poller.
+  void add_folder(const std::string& name);
   boost::asio::awaitable<void> take_baseline(Folder& f, imap::Client& c, std::uint32_t uidvalidity,
                                              std::uint32_t uidnext);
   boost::asio::awaitable<void> check_new(const std::shared_ptr<Folder>& f, imap::Client& c);
@@ -73,7 +82,13 @@ class MailboxSession : public std::enable_shared_from_this<MailboxSession> {
   const core::MailboxConfig cfg_;
   const std::uint64_t epoch_;
   std::vector<std::shared_ptr<Folder>> folders_;
-  bool stopped_ = false;  // on the strand
+  std::vector<std::shared_ptr<Folder>> polled_;  // subset of folders_ watched by the poller
+  std::size_t idle_loops_ = 0;
+  bool poller_running_ = false;
+  bool started_ = false;                                  // the start delay has passed
+  boost::asio::steady_timer* start_timer_ = nullptr;      // while waiting to start
+  boost::asio::steady_timer* discovery_timer_ = nullptr;  // while run_discovery waits
+  bool stopped_ = false;                                  // on the strand
 
   mutable std::mutex status_mu_;
   SessionStatus status_;  // aggregate over folders

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <cerrno>
 #include <cstring>
@@ -68,6 +69,17 @@ void MemoryRegistry::load() {
       if (opts_.secret_box) sealed_[r.config.id] = seal(r.config);
       records_.emplace(r.config.id, std::move(r));
     }
+    if (auto* sends = doc.if_contains("sends")) {
+      for (const auto& v : sends->as_array()) {
+        const auto& so = v.as_object();
+        StoredSend st{send_from_json(so.at("record").as_string()),
+                      std::chrono::system_clock::time_point(
+                          std::chrono::seconds(so.at("expires").to_number<std::int64_t>()))};
+        if (!st.record.idempotency_key.empty())
+          send_keys_[st.record.mailbox_id + '\n' + st.record.idempotency_key] = st.record.id;
+        sends_.emplace(st.record.id, std::move(st));
+      }
+    }
   } catch (const std::exception& e) {
     throw std::runtime_error("cannot load state file " + opts_.state_file + ": " + e.what());
   }
@@ -91,7 +103,18 @@ std::string MemoryRegistry::snapshot() const {
       }
     }
   }
-  return json::serialize(json::object{{"version", 1}, {"mailboxes", std::move(arr)}});
+  json::array sends;
+  {
+    std::lock_guard lk(mu_);
+    for (const auto& [id, st] : sends_) {
+      sends.emplace_back(json::object{{"record", send_to_json(st.record)},
+                                      {"expires", std::chrono::duration_cast<std::chrono::seconds>(
+                                                      st.expires.time_since_epoch())
+                                                      .count()}});
+    }
+  }
+  return json::serialize(
+      json::object{{"version", 1}, {"mailboxes", std::move(arr)}, {"sends", std::move(sends)}});
 }
 
 MemoryRegistry::Sealed MemoryRegistry::seal(const core::MailboxConfig& c) const {
@@ -273,6 +296,102 @@ bool MemoryRegistry::save_checkpoint(std::string_view id, std::uint64_t epoch,
   }
   r.checkpoints.push_back(checkpoint);
   mark_dirty();
+  return true;
+}
+
+bool MemoryRegistry::save_tokens(std::string_view id, const core::OAuth2Settings& tokens) {
+  std::lock_guard lk(mu_);
+  auto it = records_.find(id);
+  if (it == records_.end() || !it->second.config.oauth2) return false;
+  auto& a = *it->second.config.oauth2;
+  a.access_token = tokens.access_token;
+  a.expires_at = tokens.expires_at;
+  if (!tokens.refresh_token.empty()) a.refresh_token = tokens.refresh_token;
+  mark_dirty();
+  return true;
+}
+
+bool MemoryRegistry::put_sync(std::string_view id, const std::string& text) {
+  std::lock_guard lk(mu_);
+  auto it = records_.find(id);
+  if (it == records_.end()) return false;
+  it->second.sync = text;
+  mark_dirty();
+  return true;
+}
+
+void MemoryRegistry::expire_sends() {
+  const auto now = std::chrono::system_clock::now();
+  for (auto it = sends_.begin(); it != sends_.end();) {
+    if (it->second.expires > now) {
+      ++it;
+      continue;
+    }
+    const auto& r = it->second.record;
+    if (!r.idempotency_key.empty()) send_keys_.erase(r.mailbox_id + '\n' + r.idempotency_key);
+    send_claims_.erase(it->first);
+    it = sends_.erase(it);
+  }
+}
+
+std::optional<SendRecord> MemoryRegistry::create_send(const SendRecord& send,
+                                                      std::chrono::seconds retention) {
+  std::lock_guard lk(mu_);
+  expire_sends();
+  if (!send.idempotency_key.empty()) {
+    const std::string key = send.mailbox_id + '\n' + send.idempotency_key;
+    if (auto k = send_keys_.find(key); k != send_keys_.end()) {
+      if (auto s = sends_.find(k->second); s != sends_.end()) return s->second.record;
+    }
+    send_keys_[key] = send.id;
+  }
+  sends_[send.id] = StoredSend{send, std::chrono::system_clock::now() + retention};
+  mark_dirty();
+  return std::nullopt;
+}
+
+std::optional<SendRecord> MemoryRegistry::get_send(std::string_view id) const {
+  std::lock_guard lk(mu_);
+  auto it = sends_.find(id);
+  if (it == sends_.end()) return std::nullopt;
+  return it->second.record;
+}
+
+void MemoryRegistry::update_send(const SendRecord& send) {
+  std::lock_guard lk(mu_);
+  auto it = sends_.find(send.id);
+  if (it == sends_.end()) return;
+  it->second.record = send;
+  if (send.final()) {
+    it->second.record.raw.clear();
+    send_claims_.erase(send.id);
+  }
+  mark_dirty();
+}
+
+std::vector<std::string> MemoryRegistry::pending_sends(std::size_t limit) const {
+  std::lock_guard lk(mu_);
+  std::vector<const SendRecord*> pending;
+  for (const auto& [id, st] : sends_)
+    if (!st.record.final()) pending.push_back(&st.record);
+  std::sort(pending.begin(), pending.end(),
+            [](const auto* a, const auto* b) { return a->created_at < b->created_at; });
+  std::vector<std::string> out;
+  for (const auto* r : pending) {
+    if (out.size() >= limit) break;
+    out.push_back(r->id);
+  }
+  return out;
+}
+
+bool MemoryRegistry::claim_send(std::string_view id, std::string_view node,
+                                std::chrono::milliseconds lease) {
+  std::lock_guard lk(mu_);
+  if (sends_.find(id) == sends_.end()) return false;
+  const auto now = Clock::now();
+  auto it = send_claims_.find(id);
+  if (it != send_claims_.end() && it->second.until > now && it->second.node != node) return false;
+  send_claims_[std::string(id)] = Lease{std::string(node), now + lease};
   return true;
 }
 

@@ -40,6 +40,15 @@ class MemoryRegistry final : public Registry {
                        const core::FolderCheckpoint& checkpoint,
                        std::uint64_t delivered_increment) override;
   void flush() override;
+  bool save_tokens(std::string_view id, const core::OAuth2Settings& tokens) override;
+  bool put_sync(std::string_view id, const std::string& json) override;
+  std::optional<SendRecord> create_send(const SendRecord& send,
+                                        std::chrono::seconds retention) override;
+  std::optional<SendRecord> get_send(std::string_view id) const override;
+  void update_send(const SendRecord& send) override;
+  std::vector<std::string> pending_sends(std::size_t limit) const override;
+  bool claim_send(std::string_view id, std::string_view node,
+                  std::chrono::milliseconds lease) override;
 
   // Leases, states and nodes live in memory only (one process holds them all); the epochs
   // they bump are persisted with the records.
@@ -91,8 +100,16 @@ class MemoryRegistry final : public Registry {
   std::map<std::string, Lease, std::less<>> leases_;
   std::map<std::string, StateUpdate, std::less<>> states_;
   std::map<std::string, Node, std::less<>> nodes_;
-  std::uint64_t version_ = 0;  // bumped by every change
-  std::uint64_t written_ = 0;  // version last on disk
+  struct StoredSend {
+    SendRecord record;
+    std::chrono::system_clock::time_point expires;
+  };
+  std::map<std::string, StoredSend, std::less<>> sends_;       // by send id
+  std::map<std::string, std::string, std::less<>> send_keys_;  // mailbox \n key -> send id
+  std::map<std::string, Lease, std::less<>> send_claims_;      // by send id
+  void expire_sends();                                         // caller holds mu_
+  std::uint64_t version_ = 0;                                  // bumped by every change
+  std::uint64_t written_ = 0;                                  // version last on disk
   bool stopping_ = false;
   bool urgent_ = false;  // a flush() waits: write now, without the coalescing delay
   std::string write_error_;

@@ -33,6 +33,10 @@ std::string record_to_json(const MailboxRecord& r, const core::SecretBox* box = 
 MailboxRecord record_from_json(std::string_view text, const core::SecretBox* box = nullptr);
 
 // A secret as stored: sealed with the box, or in clear without one.
+// Sends as JSON text (the raw message base64-encoded, so any byte survives).
+std::string send_to_json(const SendRecord& s);
+SendRecord send_from_json(std::string_view text);
+
 std::string seal_secret(const core::Secret& secret, const std::string& id,
                         const core::SecretBox* box);
 

@@ -62,8 +62,63 @@ for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
   if string.sub(f, 1, 3) == 'cp:' and not keep[f] then redis.call('HDEL', KEYS[1], f) end
 end
 redis.call('HSET', KEYS[1], 'cfg', ARGV[1])
+redis.call('HDEL', KEYS[1], 'oauth')
 redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 return redis.call('HGET', KEYS[1], 'epoch')
+)lua");
+  return s;
+}
+
+// KEYS: hash. ARGV: field, value. Sets a field of an existing mailbox only.
+const redis::Script& hset_existing_script() {
+  static const redis::Script s(R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+)lua");
+  return s;
+}
+
+// KEYS: send key, idempotency key (or the send key again), pending zset. ARGV: id, json,
+// retention ms, score, has_key. Returns the existing send's JSON, or nil once stored.
+const redis::Script& create_send_script() {
+  static const redis::Script s(R"lua(
+if ARGV[5] == '1' then
+  local other = redis.call('GET', KEYS[2])
+  if other then
+    local existing = redis.call('GET', ARGV[6] .. other)
+    if existing then return existing end
+  end
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+return false
+)lua");
+  return s;
+}
+
+// KEYS: send key, pending zset. ARGV: id, json, final.
+const redis::Script& update_send_script() {
+  static const redis::Script s(R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+if ARGV[3] == '1' then redis.call('ZREM', KEYS[2], ARGV[1]) end
+return 1
+)lua");
+  return s;
+}
+
+// KEYS: claim key. ARGV: node, lease ms.
+const redis::Script& claim_send_script() {
+  static const redis::Script s(R"lua(
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 )lua");
   return s;
 }
@@ -291,6 +346,7 @@ MailboxRecord RedisRegistry::parse_record(std::string_view id, const Value& hash
                                           const Value& lease) const {
   MailboxRecord r;
   bool have_config = false;
+  const std::string* oauth = nullptr;  // tokens refreshed since the settings were written
   const auto& e = hash.elements;
   for (std::size_t i = 0; i + 1 < e.size(); i += 2) {
     const std::string& field = e[i].str;
@@ -305,6 +361,10 @@ MailboxRecord RedisRegistry::parse_record(std::string_view id, const Value& hash
       }
       r.config = config_from_object(o, opts_.secret_box.get());  // throws for sealed secrets
       have_config = true;
+    } else if (field == "oauth") {
+      oauth = &value;
+    } else if (field == "sync") {
+      r.sync = value;
     } else if (field == "epoch") {
       r.epoch = to_u64(value, "epoch");
     } else if (field == "delivered") {
@@ -329,6 +389,22 @@ MailboxRecord RedisRegistry::parse_record(std::string_view id, const Value& hash
   }
   if (!have_config)
     throw std::runtime_error("mailbox " + std::string(id) + " in redis has no settings");
+  if (oauth != nullptr && r.config.oauth2) {
+    // The same layout as the settings' "oauth2" object, sealed the same way.
+    json::object cfg{
+        {"id", r.config.id},
+        {"email", r.config.email},
+        {"imap",
+         json::object{
+             {"host", ""}, {"port", 0}, {"security", "tls"}, {"username", ""}, {"password", ""}}},
+        {"folders", json::array{}},
+        {"oauth2", json::parse(*oauth)}};
+    auto parsed = config_from_object(cfg, opts_.secret_box.get());
+    auto& a = *r.config.oauth2;
+    a.access_token = parsed.oauth2->access_token;
+    a.expires_at = parsed.oauth2->expires_at;
+    if (!parsed.oauth2->refresh_token.empty()) a.refresh_token = parsed.oauth2->refresh_token;
+  }
   if (lease.type == Value::Type::string) r.owner = lease.str;
   std::sort(r.checkpoints.begin(), r.checkpoints.end(),
             [](const auto& a, const auto& b) { return a.name < b.name; });
@@ -403,6 +479,75 @@ bool RedisRegistry::remove(std::string_view id) {
   auto v = client_->eval(remove_script(), {mailbox_key(id), lease_key(id), mailboxes_key_},
                          {std::string(id)});
   return checked(v, "remove").integer == 1;
+}
+
+bool RedisRegistry::save_tokens(std::string_view id, const core::OAuth2Settings& tokens) {
+  core::MailboxConfig c;
+  c.id = std::string(id);
+  c.oauth2 = tokens;
+  auto o = config_to_object(c, opts_.secret_box.get());
+  const std::string text = json::serialize(o.at("oauth2"));
+  auto v = client_->eval(hset_existing_script(), {mailbox_key(id)}, {"oauth", text});
+  return checked(v, "save_tokens").integer == 1;
+}
+
+bool RedisRegistry::put_sync(std::string_view id, const std::string& text) {
+  auto v = client_->eval(hset_existing_script(), {mailbox_key(id)}, {"sync", text});
+  return checked(v, "put_sync").integer == 1;
+}
+
+std::string RedisRegistry::send_key(std::string_view id) const {
+  return opts_.prefix + "send:" + std::string(id);
+}
+
+std::optional<SendRecord> RedisRegistry::create_send(const SendRecord& send,
+                                                     std::chrono::seconds retention) {
+  const bool keyed = !send.idempotency_key.empty();
+  const std::string idem =
+      keyed ? opts_.prefix + "sendkey:" + send.mailbox_id + ":" + send.idempotency_key
+            : send_key(send.id);
+  const auto score = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+  auto v = client_->eval(
+      create_send_script(), {send_key(send.id), idem, opts_.prefix + "sends:pending"},
+      {send.id, send_to_json(send),
+       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(retention).count()),
+       std::to_string(score), keyed ? "1" : "0", opts_.prefix + "send:"});
+  checked(v, "create_send");
+  if (v.type == Value::Type::string) return send_from_json(v.str);
+  return std::nullopt;
+}
+
+std::optional<SendRecord> RedisRegistry::get_send(std::string_view id) const {
+  auto v = client_->command({"GET", send_key(id)});
+  checked(v, "get_send");
+  if (v.type != Value::Type::string) return std::nullopt;
+  return send_from_json(v.str);
+}
+
+void RedisRegistry::update_send(const SendRecord& send) {
+  SendRecord copy = send;
+  if (copy.final()) copy.raw.clear();
+  auto v = client_->eval(update_send_script(), {send_key(send.id), opts_.prefix + "sends:pending"},
+                         {send.id, send_to_json(copy), copy.final() ? "1" : "0"});
+  checked(v, "update_send");
+}
+
+std::vector<std::string> RedisRegistry::pending_sends(std::size_t limit) const {
+  auto v = client_->command(
+      {"ZRANGE", opts_.prefix + "sends:pending", "0", std::to_string(limit == 0 ? 0 : limit - 1)});
+  checked(v, "pending_sends");
+  std::vector<std::string> out;
+  for (const auto& e : v.elements) out.push_back(e.str);
+  return out;
+}
+
+bool RedisRegistry::claim_send(std::string_view id, std::string_view node,
+                               std::chrono::milliseconds lease) {
+  auto v = client_->eval(claim_send_script(), {opts_.prefix + "sendclaim:" + std::string(id)},
+                         {std::string(node), std::to_string(lease.count())});
+  return checked(v, "claim_send").integer == 1;
 }
 
 std::optional<std::uint64_t> RedisRegistry::epoch(std::string_view id) const {

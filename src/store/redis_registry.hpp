@@ -18,9 +18,16 @@
 //                            state, last_error, connected_since
 //                                             the session as its owner last published it
 //                                             (absent until published; empty values deleted)
+//                            oauth            OAuth2 tokens the service refreshed since cfg was
+//                                             written (sealed like cfg); replace_config drops it
+//                            sync             the latest period synchronization, JSON
 //   {p}lease:{id}   STRING owner node id, PX = lease time; absent: nobody holds the mailbox
 //   {p}node:{node}  STRING NodeInfo JSON, PX = heartbeat ttl
 //   {p}nodes        SET    node ids; members whose node key expired are dropped by nodes()
+//   {p}send:{sid}   STRING a send (record_json's send_to_json), PX = retention
+//   {p}sendkey:{id}:{key}  STRING the send id an Idempotency-Key names, PX = retention
+//   {p}sends:pending       ZSET   sends not final yet, score = creation time (ms)
+//   {p}sendclaim:{sid}     STRING the node running the send, PX = its claim
 // Each multi-key change is one Lua script (EVALSHA, EVAL after NOSCRIPT), hence atomic: add,
 // replace_config, remove, save_checkpoint, claim, renew, release, publish_states. Batches
 // (renew, release, publish_states) send one script call per 500 ids, all pipelined.
@@ -88,6 +95,16 @@ class RedisRegistry final : public Registry {
   std::vector<std::string> unowned(std::size_t limit) const override;
   void publish_states(const std::vector<StateUpdate>& updates) override;
 
+  bool save_tokens(std::string_view id, const core::OAuth2Settings& tokens) override;
+  bool put_sync(std::string_view id, const std::string& json) override;
+  std::optional<SendRecord> create_send(const SendRecord& send,
+                                        std::chrono::seconds retention) override;
+  std::optional<SendRecord> get_send(std::string_view id) const override;
+  void update_send(const SendRecord& send) override;
+  std::vector<std::string> pending_sends(std::size_t limit) const override;
+  bool claim_send(std::string_view id, std::string_view node,
+                  std::chrono::milliseconds lease) override;
+
   void heartbeat(const NodeInfo& node, std::chrono::milliseconds ttl) override;
   void remove_node(std::string_view node) override;
   std::vector<NodeInfo> nodes() const override;
@@ -106,6 +123,7 @@ class RedisRegistry final : public Registry {
   std::string mailbox_key(std::string_view id) const;
   std::string lease_key(std::string_view id) const;
   std::string node_key(std::string_view id) const;
+  std::string send_key(std::string_view id) const;
   std::string config_json(const core::MailboxConfig& config) const;
   MailboxRecord parse_record(std::string_view id, const redis::Value& hash,
                              const redis::Value& lease) const;

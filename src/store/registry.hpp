@@ -40,7 +40,34 @@ struct MailboxRecord {
   std::string last_error;
   std::string connected_since;  // RFC 3339 or empty
 
+  // The latest period synchronization (POST /sync) as JSON text, empty if none; see put_sync.
+  std::string sync;
+
   const core::FolderCheckpoint* checkpoint(std::string_view folder) const;
+};
+
+// One email sent through the API (POST /v1/mailboxes/{id}/send), from acceptance to its end.
+struct SendRecord {
+  std::string id;  // send id
+  std::string mailbox_id;
+  std::string idempotency_key;  // empty: none
+  std::string request_hash;     // SHA-256 of the request body: a key reused for another body
+  std::string state;            // queued | sending | retrying | sent | failed
+  // Decided but not yet reported (message.sent / send_failed not delivered): "sent" or
+  // "failed"; a node resuming the send only reports it.
+  std::string outcome;
+  std::string message_id;                               // without angle brackets
+  std::string created_at, updated_at, next_attempt_at;  // RFC 3339
+  std::uint32_t attempts = 0;
+  std::string from;
+  std::vector<std::string> recipients;
+  std::string raw;  // the message; dropped when the send ends
+  std::string queue_id;
+  int reply_code = 0;
+  std::string reply_text;  // the SMTP reply ("250 2.0.0 Ok: queued as ...")
+  std::string error_code, error_message;
+  std::string sent_folder;  // "" (not yet), "appended:<folder>", "skipped", "failed: why"
+  bool final() const { return state == "sent" || state == "failed"; }
 };
 
 // A session state as its owner publishes it, so that any node can answer a status request.
@@ -94,6 +121,28 @@ class Registry {
   // Makes every change made before the call durable. Blocking; no-op where every write is
   // already acknowledged by the backend.
   virtual void flush() = 0;
+
+  // Stores OAuth2 tokens the service refreshed (access_token, expires_at, refresh_token) into
+  // the mailbox's settings without a settings change: the epoch stays. false: no such mailbox.
+  virtual bool save_tokens(std::string_view id, const core::OAuth2Settings& tokens) = 0;
+  // Records the progress of the mailbox's latest period synchronization (JSON text), shown in
+  // its status by every node. false: no such mailbox.
+  virtual bool put_sync(std::string_view id, const std::string& json) = 0;
+
+  // --- sends ---
+  // Stores a new send, pending. If (mailbox_id, idempotency_key) already names a send, stores
+  // nothing and returns that one. Sends are forgotten `retention` after they were created.
+  virtual std::optional<SendRecord> create_send(const SendRecord& send,
+                                                std::chrono::seconds retention) = 0;
+  virtual std::optional<SendRecord> get_send(std::string_view id) const = 0;
+  // Replaces the record; a final one leaves the pending set and loses its raw message.
+  virtual void update_send(const SendRecord& send) = 0;
+  // Ids of sends not final yet, oldest first, at most limit.
+  virtual std::vector<std::string> pending_sends(std::size_t limit) const = 0;
+  // Takes (or extends, for the same node) the right to run a send for `lease`. false: another
+  // node runs it.
+  virtual bool claim_send(std::string_view id, std::string_view node,
+                          std::chrono::milliseconds lease) = 0;
 
   // --- ownership ---
   // Takes the lease of a mailbox that no node holds: `node` owns it for `lease`, and the epoch

@@ -24,6 +24,8 @@ class FakeApi : public service::MailboxApi {
     std::string id;
     std::string cursor;
     std::size_t limit = 0;
+    std::optional<service::SendRequest> send;
+    std::optional<service::SyncRequest> sync;
   };
 
   FakeApi() { next_.body = {{"id", "mb1"}, {"state", "connecting"}}; }
@@ -67,6 +69,27 @@ class FakeApi : public service::MailboxApi {
   }
   net::awaitable<service::Outcome> remove_mailbox(std::string id) override {
     co_return record("remove", [&](Recorded& r) { r.id = std::move(id); });
+  }
+  net::awaitable<service::Outcome> send_message(std::string id, service::SendRequest req) override {
+    co_return record("send", [&](Recorded& r) {
+      r.id = std::move(id);
+      r.send = std::move(req);
+    });
+  }
+  net::awaitable<service::Outcome> get_send(std::string id) override {
+    co_return record("get_send", [&](Recorded& r) { r.id = std::move(id); });
+  }
+  net::awaitable<service::Outcome> list_folders(std::string id) override {
+    co_return record("folders", [&](Recorded& r) { r.id = std::move(id); });
+  }
+  net::awaitable<service::Outcome> sync_mailbox(std::string id, service::SyncRequest req) override {
+    co_return record("sync", [&](Recorded& r) {
+      r.id = std::move(id);
+      r.sync = std::move(req);
+    });
+  }
+  net::awaitable<service::Outcome> validate(core::MailboxConfig cfg) override {
+    co_return record("validate", [&](Recorded& r) { r.cfg = std::move(cfg); });
   }
   net::awaitable<service::Outcome> list_nodes() override {
     co_return record("nodes", [](Recorded&) {});

@@ -185,7 +185,9 @@ TEST_F(ServerTest, ConnectionCloseIsHonoured) {
 }
 
 TEST_F(ServerTest, BodyOverLimitIs413AndCloses) {
-  start();
+  ServerOptions opts;
+  opts.max_body = 1024 * 1024;
+  start(opts);
   RawClient c(server_->port());
   const std::string body(1024 * 1024 + 1, 'x');
   ASSERT_TRUE(c.send_all(request("POST", "/v1/mailboxes", body)));
@@ -199,11 +201,11 @@ TEST_F(ServerTest, BodyOverLimitIs413AndCloses) {
 }
 
 TEST_F(ServerTest, DeclaredOversizeBodyIsRefusedBeforeItIsSent) {
-  start();
+  start();  // the default limit: 40 MiB
   RawClient c(server_->port());
   ASSERT_TRUE(
       c.send_all("POST /v1/mailboxes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 "Expect: 100-continue\r\nContent-Length: 5000000\r\n\r\n"));
+                 "Expect: 100-continue\r\nContent-Length: 50000000\r\n\r\n"));
   auto r = c.read_response();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 413);
