@@ -236,6 +236,9 @@ const std::vector<Option>& options() {
        [](Config& c, const std::string& v) {
          c.service.session.status_poll_interval = parse_duration(v);
        }},
+      {"imap-notify", Kind::value,
+       "watch folders beyond --max-idle-per-mailbox with IMAP NOTIFY where offered (true)",
+       [](Config& c, const std::string& v) { c.service.session.use_notify = parse_bool(v); }},
       {"send-max-attempts", Kind::value,
        "SMTP attempts of one send on temporary failures before message.send_failed (10)",
        [](Config& c, const std::string& v) {

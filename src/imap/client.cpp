@@ -335,6 +335,15 @@ struct Client::Impl {
       }
     } else if (r.name_is("CAPABILITY")) {
       set_caps(r.data());
+    } else if (r.name_is("STATUS") && !r.data().empty()) {
+      // Unsolicited under NOTIFY (RFC 5465): another folder changed. Bounded: a name once.
+      Value mailbox = r.data()[0];
+      if (mailbox.is_string() && notified_.size() < 1000) {
+        auto name = decode_mutf7(mailbox.text());
+        std::string n = name ? *name : std::string(mailbox.text());
+        if (std::find(notified_.begin(), notified_.end(), n) == notified_.end())
+          notified_.push_back(std::move(n));
+      }
     }
   }
 
@@ -485,6 +494,7 @@ struct Client::Impl {
   bool preauth_ = false;
   bool recent_ = false;
   bool expunged_ = false;
+  std::vector<std::string> notified_;  // folders named by unsolicited STATUS (NOTIFY)
   bool waiting_in_idle_ = false;
   bool interrupt_requested_ = false;
 };
@@ -710,6 +720,30 @@ net::awaitable<std::vector<FolderInfo>> Client::list_folders() {
   co_return out;
 }
 
+net::awaitable<void> Client::notify_set(const std::vector<std::string>& folders) {
+  Impl& m = *impl_;
+  m.check_usable();
+  if (!has_capability("NOTIFY")) throw Error(ErrorKind::no, "server does not offer NOTIFY");
+  Command cmd;
+  cmd.text("NOTIFY SET (mailboxes (");
+  bool first = true;
+  for (const auto& f : folders) {
+    auto name = encode_mutf7(f);
+    if (!name) throw Error(ErrorKind::bad, "folder name is not valid UTF-8");
+    if (!first) cmd.text(" ");
+    first = false;
+    cmd.astring(*name, has_capability("LITERAL+"));
+  }
+  cmd.text(") (MessageNew MessageExpunge))");
+  co_await m.run(std::move(cmd));
+}
+
+std::vector<std::string> Client::take_notified() {
+  std::vector<std::string> out;
+  out.swap(impl_->notified_);
+  return out;
+}
+
 net::awaitable<StatusInfo> Client::status(std::string_view folder) {
   Impl& m = *impl_;
   m.check_usable();
@@ -745,6 +779,10 @@ net::awaitable<StatusInfo> Client::status(std::string_view folder) {
       .astring(*name, has_capability("LITERAL+"))
       .text(" (MESSAGES UIDNEXT UIDVALIDITY UNSEEN)");
   co_await m.run(std::move(cmd), on_untagged);
+  // Our own answer is not a notification.
+  std::erase_if(m.notified_, [&](const std::string& n) {
+    return n == folder || (iequals(n, "INBOX") && iequals(folder, "INBOX"));
+  });
   co_return info;
 }
 
@@ -889,7 +927,7 @@ net::awaitable<IdleResult> Client::idle(std::chrono::steady_clock::duration max_
 
   bool server_ended = false;
   while (true) {
-    if (exists_ > baseline || m.recent_ || m.expunged_) break;
+    if (exists_ > baseline || m.recent_ || m.expunged_ || !m.notified_.empty()) break;
     if (m.interrupt_requested_) {
       result.interrupted = true;
       break;
@@ -919,6 +957,7 @@ net::awaitable<IdleResult> Client::idle(std::chrono::steady_clock::duration max_
   result.new_mail = exists_ > baseline || m.recent_;
   result.expunged = m.expunged_;
   result.exists = exists_;
+  result.notified.swap(m.notified_);
   m.exists_baseline_ = exists_;
   co_return result;
 }

@@ -66,6 +66,8 @@ struct IdleResult {
   bool new_mail = false;     // EXISTS grew (or RECENT > 0) while idling
   bool expunged = false;     // EXPUNGE seen
   bool interrupted = false;  // interrupt() ended it
+  // Folders an unsolicited STATUS named (NOTIFY, RFC 5465): they changed. Ends the IDLE.
+  std::vector<std::string> notified;
   std::uint32_t exists = 0;
 };
 
@@ -99,6 +101,12 @@ class Client {
   // LIST "" "*", with RETURN (SPECIAL-USE) when the server offers SPECIAL-USE (RFC 6154) and
   // LIST-EXTENDED, else XLIST-free plain LIST (attributes may then still carry the roles).
   net::awaitable<std::vector<FolderInfo>> list_folders();
+  // NOTIFY SET (mailboxes (<folders>) (MessageNew MessageExpunge)) (RFC 5465): the server then
+  // sends an unsolicited STATUS when one of them changes, which ends idle() (see
+  // IdleResult::notified). Requires the NOTIFY capability, else Error{no}.
+  net::awaitable<void> notify_set(const std::vector<std::string>& folders);
+  // Folders named by unsolicited STATUS responses since the last call (or idle()).
+  std::vector<std::string> take_notified();
   // STATUS <folder> (MESSAGES UIDNEXT UIDVALIDITY UNSEEN). A NO (no such folder): Error{no}.
   net::awaitable<StatusInfo> status(std::string_view folder);
   // APPEND <folder> (<flags>) <literal>: LITERAL+ / LITERAL- when offered (non-synchronizing),

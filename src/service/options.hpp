@@ -32,6 +32,9 @@ struct SessionOptions {
   // others are polled with STATUS on one more connection every status_poll_interval.
   std::size_t max_idle_connections = 5;
   milliseconds status_poll_interval{60000};
+  // Those folders are watched with NOTIFY (RFC 5465) on the poller's connection where the
+  // server offers it; STATUS polling otherwise.
+  bool use_notify = true;
   milliseconds folder_rescan{10 * 60 * 1000};  // "folders": "all" looks for new folders
 };
 

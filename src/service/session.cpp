@@ -129,6 +129,7 @@ void MailboxSession::stop() {
     if (self->stopped_) return;
     self->stopped_ = true;
     if (self->start_timer_) self->start_timer_->cancel();
+    if (self->poller_client_) self->poller_client_->interrupt();
     if (self->discovery_timer_) self->discovery_timer_->cancel();
     for (auto& f : self->folders_) {
       if (f->client && f->idling) f->client->interrupt();
@@ -434,8 +435,19 @@ net::awaitable<void> MailboxSession::run_poller() {
     std::string error;
     try {
       auto client = co_await open_imap(cfg_, timeouts, deps_.credentials);
+      // NOTIFY (RFC 5465) where offered: the server tells this one connection when any of the
+      // folders changes; STATUS rounds then run on news (and every recheck), not on a timer.
+      const bool notify =
+          o.use_notify && client->has_capability("NOTIFY") && client->has_capability("IDLE");
+      std::size_t notified_for = 0;  // folders covered by the last NOTIFY SET
       bool selected = false;
       while (!stopped_) {
+        if (notify && notified_for != polled_.size()) {
+          std::vector<std::string> names;
+          for (const auto& f : polled_) names.push_back(f->name);
+          co_await client->notify_set(names);
+          notified_for = names.size();
+        }
         // STATUS of the selected folder reports the connection's view, which only a command
         // like NOOP brings up to date (Dovecot): refresh it first.
         if (selected) co_await client->noop();
@@ -454,24 +466,38 @@ net::awaitable<void> MailboxSession::run_poller() {
             set_state(*f, SessionState::polling);
             log::info("folder_watching", {{"mailbox", cfg_.id},
                                           {"folder", f->name},
-                                          {"mode", "status-polling"},
+                                          {"mode", notify ? "notify" : "status-polling"},
                                           {"uidvalidity", std::to_string(info.uidvalidity)},
                                           {"last_uid", std::to_string(f->baseline)}});
-            // The STATUS answer predates the baseline: look again on the next round.
-            continue;
+            continue;  // the STATUS answer predates the baseline: look again next round
           }
           const std::uint32_t last = co_await checkpoint_uid(*f);
           if (st.uidnext > 0 && st.uidnext - 1 > last) trigger_task(f);
           if (f->state != SessionState::polling) set_state(*f, SessionState::polling);
         }
         attempt = 0;
-        co_await sleep(first, o.status_poll_interval);
+        if (stopped_) break;
+        if (notify) {
+          const bool baselines_pending = std::any_of(
+              polled_.begin(), polled_.end(), [](const auto& f) { return f->uidvalidity == 0; });
+          if (baselines_pending) continue;
+          poller_client_ = client.get();
+          auto r = co_await client->idle(std::min(o.idle_refresh, o.recheck_interval));
+          poller_client_ = nullptr;
+          if (!r.notified.empty())
+            log::debug("folders_notified",
+                       {{"mailbox", cfg_.id}, {"folders", std::to_string(r.notified.size())}});
+        } else {
+          co_await sleep(first, o.status_poll_interval);
+        }
       }
+      poller_client_ = nullptr;
       co_await client->logout();
       continue;
     } catch (const std::exception& e) {
       error = e.what();
     }
+    poller_client_ = nullptr;
     const auto delay = backoff(attempt++);
     for (auto& f : polled_) set_state(*f, SessionState::backoff, error);
     log::warn(

@@ -88,6 +88,7 @@ class MailboxSession : public std::enable_shared_from_this<MailboxSession> {
   bool started_ = false;                                  // the start delay has passed
   boost::asio::steady_timer* start_timer_ = nullptr;      // while waiting to start
   boost::asio::steady_timer* discovery_timer_ = nullptr;  // while run_discovery waits
+  imap::Client* poller_client_ = nullptr;                 // while the poller idles (NOTIFY)
   bool stopped_ = false;                                  // on the strand
 
   mutable std::mutex status_mu_;

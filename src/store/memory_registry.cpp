@@ -353,7 +353,9 @@ std::optional<SendRecord> MemoryRegistry::create_send(const SendRecord& send,
 std::optional<SendRecord> MemoryRegistry::get_send(std::string_view id) const {
   std::lock_guard lk(mu_);
   auto it = sends_.find(id);
-  if (it == sends_.end()) return std::nullopt;
+  // expire_sends() runs on writes only: a send past its retention is gone for readers already.
+  if (it == sends_.end() || it->second.expires <= std::chrono::system_clock::now())
+    return std::nullopt;
   return it->second.record;
 }
 
@@ -372,8 +374,9 @@ void MemoryRegistry::update_send(const SendRecord& send) {
 std::vector<std::string> MemoryRegistry::pending_sends(std::size_t limit) const {
   std::lock_guard lk(mu_);
   std::vector<const SendRecord*> pending;
+  const auto now = std::chrono::system_clock::now();
   for (const auto& [id, st] : sends_)
-    if (!st.record.final()) pending.push_back(&st.record);
+    if (!st.record.final() && st.expires > now) pending.push_back(&st.record);
   std::sort(pending.begin(), pending.end(),
             [](const auto* a, const auto* b) { return a->created_at < b->created_at; });
   std::vector<std::string> out;

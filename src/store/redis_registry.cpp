@@ -79,6 +79,31 @@ return 1
   return s;
 }
 
+// KEYS: hash. ARGV: oauth JSON, keep_refresh. Sets the refreshed tokens of an existing mailbox;
+// with keep_refresh = '1' (the new tokens carry no refresh token) the refresh token an earlier
+// save stored is kept, as MemoryRegistry keeps it (absent: the settings' one applies on read).
+const redis::Script& save_tokens_script() {
+  static const redis::Script s(R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local text = ARGV[1]
+if ARGV[2] == '1' then
+  local old = redis.call('HGET', KEYS[1], 'oauth')
+  if old then
+    local ok_old, o = pcall(cjson.decode, old)
+    local ok_new, n = pcall(cjson.decode, text)
+    if ok_old and ok_new and type(o) == 'table' and type(n) == 'table' and
+       type(o.refresh_token) == 'string' and o.refresh_token ~= '' then
+      n.refresh_token = o.refresh_token
+      text = cjson.encode(n)
+    end
+  end
+end
+redis.call('HSET', KEYS[1], 'oauth', text)
+return 1
+)lua");
+  return s;
+}
+
 // KEYS: send key, idempotency key (or the send key again), pending zset. ARGV: id, json,
 // retention ms, score, has_key. Returns the existing send's JSON, or nil once stored.
 const redis::Script& create_send_script() {
@@ -487,7 +512,8 @@ bool RedisRegistry::save_tokens(std::string_view id, const core::OAuth2Settings&
   c.oauth2 = tokens;
   auto o = config_to_object(c, opts_.secret_box.get());
   const std::string text = json::serialize(o.at("oauth2"));
-  auto v = client_->eval(hset_existing_script(), {mailbox_key(id)}, {"oauth", text});
+  auto v = client_->eval(save_tokens_script(), {mailbox_key(id)},
+                         {text, tokens.refresh_token.empty() ? "1" : "0"});
   return checked(v, "save_tokens").integer == 1;
 }
 
@@ -535,8 +561,9 @@ void RedisRegistry::update_send(const SendRecord& send) {
 }
 
 std::vector<std::string> RedisRegistry::pending_sends(std::size_t limit) const {
-  auto v = client_->command(
-      {"ZRANGE", opts_.prefix + "sends:pending", "0", std::to_string(limit == 0 ? 0 : limit - 1)});
+  if (limit == 0) return {};  // ZRANGE 0 0 would still answer one id
+  auto v =
+      client_->command({"ZRANGE", opts_.prefix + "sends:pending", "0", std::to_string(limit - 1)});
   checked(v, "pending_sends");
   std::vector<std::string> out;
   for (const auto& e : v.elements) out.push_back(e.str);

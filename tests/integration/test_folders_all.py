@@ -12,9 +12,12 @@ from harness.dovecot import make_message
 
 
 class AllFoldersTest(IntegrationCase):
-    # Two IDLE connections (INBOX and the first other folder); the others polled every second.
+    # Two IDLE connections (INBOX and the first other folder); the others on one more connection
+    # with NOTIFY (Dovecot offers it). The STATUS poll interval is long on purpose: only
+    # NOTIFY can deliver within the test's time.
     service_options = {'extra_args': ['--max-idle-per-mailbox', '2',
-                                      '--folder-poll-interval', '1s']}
+                                      '--folder-poll-interval', '10m']}
+    watch_mode = 'notify'
 
     def _imap(self):
         return self.dovecot.imap('user1', security='none', host='127.0.0.1')
@@ -49,7 +52,7 @@ class AllFoldersTest(IntegrationCase):
         self.assertTrue(st.get('all_folders'), st)
         self.assertTrue({'INBOX', 'Archive', 'Projects', 'Projects.Alpha'} <= names, st)
         log = self.service.log_text()
-        self.assertIn('status-polling', log, 'no folder was polled with STATUS')
+        self.assertIn(f'mode={self.watch_mode}', log, f'no folder was watched by {self.watch_mode}')
 
         self.inject('user1', f'inbox {tag}')
         self._append('Projects.Alpha', f'alpha {tag}')   # a polled folder
@@ -116,6 +119,13 @@ class AllFoldersTest(IntegrationCase):
         r = self.service.request('POST', '/v1/mailboxes', payload)
         self.assertEqual(r.status, 400, r.text)
         self.assertEqual(r.json['error']['field'], 'folders')
+
+
+class AllFoldersPollingTest(AllFoldersTest):
+    """The same without NOTIFY: STATUS polling every second."""
+    service_options = {'extra_args': ['--max-idle-per-mailbox', '2', '--imap-notify', 'false',
+                                      '--folder-poll-interval', '1s']}
+    watch_mode = 'status-polling'
 
 
 if __name__ == '__main__':

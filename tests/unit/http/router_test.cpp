@@ -240,6 +240,287 @@ TEST(Router, WrongMethodIs405WithAllow) {
   }
 }
 
+// ---- validate, send, folders, sync, sends ----
+
+constexpr const char* kSendBody =
+    R"({"to":["bob@example.com",{"address":"carol@example.com","name":"Carol"}],"subject":"Hi",
+        "text":"hello"})";
+constexpr const char* kSyncBody =
+    R"({"since":"2026-01-01T00:00:00Z","until":"2026-01-31T00:00:00Z","folders":["INBOX"]})";
+
+Request with_header(Request req, std::string_view name, std::string_view value) {
+  req.set(name, value);
+  return req;
+}
+
+TEST(Router, ValidatePostIsTheCredentialCheck) {
+  FakeApi api;
+  api.answer(Outcome{{}, json::object{{"valid", true}, {"imap", json::object{{"ok", true}}}}});
+  auto res = run(make_request(bhttp::verb::post, "/v1/mailboxes/validate", kBody), api);
+  EXPECT_EQ(res.result_int(), 200) << res.body();
+  EXPECT_EQ(json_of(res).at("valid"), true);
+  EXPECT_FALSE(res.count(bhttp::field::location));
+  auto rec = api.recorded();
+  ASSERT_EQ(rec.calls, std::vector<std::string>{"validate"});
+  ASSERT_TRUE(rec.cfg);
+  EXPECT_EQ(rec.cfg->email, "a@example.com");
+  EXPECT_EQ(rec.cfg->imap.password.reveal(), "hunter2");
+}
+
+TEST(Router, ValidateChecksTheBodyLikeCreate) {
+  FakeApi api;
+  auto res = run(make_request(bhttp::verb::post, "/v1/mailboxes/validate",
+                              R"({"email":"a@example.com","imap":{"host":"h","username":"u",
+                                  "password":"p","bogus":1}})"),
+                 api);
+  expect_error(res, 400, "unknown_field", "imap.bogus");
+  res = run(make_request(bhttp::verb::post, "/v1/mailboxes/validate", R"({"email":"a@b"})"), api);
+  expect_error(res, 400, "missing_field", "imap");
+  res = run(make_request(bhttp::verb::post, "/v1/mailboxes/validate", kBody, "text/plain"), api);
+  expect_error(res, 415, "unsupported_media_type", "");
+  EXPECT_TRUE(api.calls().empty());
+  api.answer(Outcome::fail(Errc::bad_gateway, "imap: connection refused"));
+  res = run(make_request(bhttp::verb::post, "/v1/mailboxes/validate", kBody), api);
+  expect_error(res, 502, "mail_server_error", "");
+}
+
+TEST(Router, OtherMethodsOnValidateReachTheMailboxNamedValidate) {
+  {
+    FakeApi api;
+    auto res = run(make_request(bhttp::verb::get, "/v1/mailboxes/validate"), api);
+    EXPECT_EQ(res.result_int(), 200);
+    EXPECT_EQ(api.recorded().calls, std::vector<std::string>{"get"});
+    EXPECT_EQ(api.recorded().id, "validate");
+  }
+  {
+    FakeApi api;
+    auto res = run(make_request(bhttp::verb::put, "/v1/mailboxes/validate", kBody), api);
+    EXPECT_EQ(res.result_int(), 200) << res.body();
+    auto rec = api.recorded();
+    EXPECT_EQ(rec.calls, std::vector<std::string>{"update"});
+    EXPECT_EQ(rec.cfg->id, "validate");
+  }
+  {
+    FakeApi api;
+    api.answer(Outcome{});
+    auto res = run(make_request(bhttp::verb::delete_, "/v1/mailboxes/validate"), api);
+    EXPECT_EQ(res.result_int(), 204);
+    EXPECT_EQ(api.recorded().calls, std::vector<std::string>{"remove"});
+    EXPECT_EQ(api.recorded().id, "validate");
+  }
+  {
+    FakeApi api;
+    auto res = run(make_request(bhttp::verb::patch, "/v1/mailboxes/validate", kBody), api);
+    expect_error(res, 405, "method_not_allowed", "");
+    EXPECT_EQ(res[bhttp::field::allow], "GET, PUT, DELETE");
+    EXPECT_TRUE(api.calls().empty());
+  }
+  {
+    // A mailbox may itself be called "validate" and have routes below it.
+    FakeApi api;
+    auto res = run(make_request(bhttp::verb::get, "/v1/mailboxes/validate/folders"), api);
+    EXPECT_EQ(res.result_int(), 200);
+    EXPECT_EQ(api.recorded().calls, std::vector<std::string>{"folders"});
+    EXPECT_EQ(api.recorded().id, "validate");
+  }
+}
+
+TEST(Router, SendReturns202WithLocationAndPassesTheIdempotencyKey) {
+  FakeApi api;
+  api.answer(Outcome{
+      {}, json::object{{"send_id", "snd-42"}, {"message_id", "m1@x.test"}, {"state", "queued"}}});
+  auto req = with_header(make_request(bhttp::verb::post, "/v1/mailboxes/mb1/send", kSendBody),
+                         "Idempotency-Key", "order-7");
+  auto res = run(req, api);
+  EXPECT_EQ(res.result_int(), 202) << res.body();
+  EXPECT_EQ(res[bhttp::field::location], "/v1/sends/snd-42");
+  EXPECT_EQ(res[bhttp::field::content_type], "application/json");
+  EXPECT_EQ(json_of(res).at("send_id"), "snd-42");
+  auto rec = api.recorded();
+  ASSERT_EQ(rec.calls, std::vector<std::string>{"send"});
+  EXPECT_EQ(rec.id, "mb1");
+  ASSERT_TRUE(rec.send);
+  EXPECT_EQ(rec.send->idempotency_key, "order-7");
+  ASSERT_EQ(rec.send->message.to.size(), 2u);
+  EXPECT_EQ(rec.send->message.to[1].address, "carol@example.com");
+  EXPECT_EQ(rec.send->message.to[1].name, "Carol");
+  EXPECT_EQ(rec.send->message.subject, "Hi");
+  EXPECT_EQ(rec.send->message.text, "hello");
+  EXPECT_EQ(rec.send->body_hash.size(), 64u);
+}
+
+TEST(Router, SendWithoutIdempotencyKeyOrSendId) {
+  FakeApi api;
+  api.answer(Outcome{{}, json::object{{"state", "queued"}}});
+  auto res = run(make_request(bhttp::verb::post, "/v1/mailboxes/mb1/send", kSendBody), api);
+  EXPECT_EQ(res.result_int(), 202);
+  EXPECT_FALSE(res.count(bhttp::field::location)) << "no send_id, no Location";
+  EXPECT_EQ(api.recorded().send->idempotency_key, "");
+}
+
+TEST(Router, SendRefusesBadInputBeforeTheService) {
+  FakeApi api;
+  auto res = run(make_request(bhttp::verb::post, "/v1/mailboxes/mb1/send",
+                              R"({"to":["bob@example.com",{"address":"nope"}]})"),
+                 api);
+  expect_error(res, 400, "invalid_value", "to[1].address");
+  res = run(make_request(bhttp::verb::post, "/v1/mailboxes/mb1/send", R"({"subject":"x"})"), api);
+  expect_error(res, 400, "missing_field", "to");
+  res = run(with_header(make_request(bhttp::verb::post, "/v1/mailboxes/mb1/send", kSendBody),
+                        "Idempotency-Key", std::string(256, 'k')),
+            api);
+  expect_error(res, 400, "invalid_value", "Idempotency-Key");
+  res =
+      run(make_request(bhttp::verb::post, "/v1/mailboxes/mb1/send", kSendBody, "text/plain"), api);
+  expect_error(res, 415, "unsupported_media_type", "");
+  res = run(make_request(bhttp::verb::post, "/v1/mailboxes/a%20b/send", kSendBody), api);
+  expect_error(res, 400, "invalid_value", "id");
+  EXPECT_TRUE(api.calls().empty());
+}
+
+TEST(Router, SendFailuresMapToStatusesWithoutLocation) {
+  struct Case {
+    Errc errc;
+    unsigned status;
+    const char* code;
+    const char* field;
+  };
+  for (auto c : {Case{Errc::conflict, 409, "conflict", "Idempotency-Key"},
+                 Case{Errc::not_found, 404, "not_found", ""},
+                 Case{Errc::invalid_argument, 400, "invalid_value", "from"},
+                 Case{Errc::unavailable, 503, "unavailable", ""}}) {
+    FakeApi api;
+    api.answer(Outcome::fail(c.errc, "details", c.field));
+    auto res = run(with_header(make_request(bhttp::verb::post, "/v1/mailboxes/mb1/send", kSendBody),
+                               "Idempotency-Key", "k"),
+                   api);
+    SCOPED_TRACE(c.code);
+    expect_error(res, c.status, c.code, c.field);
+    EXPECT_FALSE(res.count(bhttp::field::location));
+  }
+}
+
+TEST(Router, FoldersListed) {
+  FakeApi api;
+  api.answer(Outcome{{}, json::object{{"items", json::array{json::object{{"name", "INBOX"}}}}}});
+  auto res = run(make_request(bhttp::verb::get, "/v1/mailboxes/mb1/folders"), api);
+  EXPECT_EQ(res.result_int(), 200);
+  EXPECT_EQ(json_of(res).at("items").as_array().size(), 1u);
+  EXPECT_EQ(api.recorded().calls, std::vector<std::string>{"folders"});
+  EXPECT_EQ(api.recorded().id, "mb1");
+
+  api.answer(Outcome::fail(Errc::bad_gateway, "LIST refused"));
+  res = run(make_request(bhttp::verb::get, "/v1/mailboxes/mb1/folders"), api);
+  expect_error(res, 502, "mail_server_error", "");
+  EXPECT_EQ(json_of(res).at("error").at("message"), "LIST refused");
+}
+
+TEST(Router, SyncReturns202) {
+  FakeApi api;
+  api.answer(Outcome{{}, json::object{{"sync_id", "sy1"}, {"state", "running"}}});
+  auto res = run(make_request(bhttp::verb::post, "/v1/mailboxes/mb1/sync", kSyncBody), api);
+  EXPECT_EQ(res.result_int(), 202) << res.body();
+  EXPECT_EQ(json_of(res).at("sync_id"), "sy1");
+  EXPECT_FALSE(res.count(bhttp::field::location));
+  auto rec = api.recorded();
+  ASSERT_EQ(rec.calls, std::vector<std::string>{"sync"});
+  EXPECT_EQ(rec.id, "mb1");
+  ASSERT_TRUE(rec.sync);
+  EXPECT_EQ(core::format_rfc3339(rec.sync->since), "2026-01-01T00:00:00.000Z");
+  ASSERT_TRUE(rec.sync->until);
+  EXPECT_EQ(core::format_rfc3339(*rec.sync->until), "2026-01-31T00:00:00.000Z");
+  EXPECT_EQ(rec.sync->folders, std::vector<std::string>{"INBOX"});
+}
+
+TEST(Router, SyncRefusesBadInputBeforeTheService) {
+  FakeApi api;
+  auto res =
+      run(make_request(bhttp::verb::post, "/v1/mailboxes/mb1/sync", R"({"folders":["x"]})"), api);
+  expect_error(res, 400, "missing_field", "since");
+  res = run(make_request(bhttp::verb::post, "/v1/mailboxes/mb1/sync",
+                         R"({"since":"2026-01-02T00:00:00Z","until":"2026-01-01T00:00:00Z"})"),
+            api);
+  expect_error(res, 400, "invalid_value", "until");
+  res = run(make_request(bhttp::verb::post, "/v1/mailboxes/mb1/sync", kSyncBody,
+                         "application/x-www-form-urlencoded"),
+            api);
+  expect_error(res, 415, "unsupported_media_type", "");
+  res = run(make_request(bhttp::verb::post, "/v1/mailboxes/mb1/sync", ""), api);
+  expect_error(res, 400, "invalid_json", "");
+  EXPECT_TRUE(api.calls().empty());
+}
+
+TEST(Router, SendStatusById) {
+  FakeApi api;
+  api.answer(Outcome{{}, json::object{{"send_id", "snd-42"}, {"state", "sent"}}});
+  auto res = run(make_request(bhttp::verb::get, "/v1/sends/snd-42"), api);
+  EXPECT_EQ(res.result_int(), 200);
+  EXPECT_EQ(json_of(res).at("state"), "sent");
+  EXPECT_EQ(api.recorded().calls, std::vector<std::string>{"get_send"});
+  EXPECT_EQ(api.recorded().id, "snd-42");
+
+  api.answer(Outcome::fail(Errc::not_found, "no send with this id", "send_id"));
+  res = run(make_request(bhttp::verb::get, "/v1/sends/snd-43"), api);
+  expect_error(res, 404, "not_found", "send_id");
+
+  // An id that no send can have is answered without asking the service.
+  FakeApi fresh;
+  res = run(make_request(bhttp::verb::get, "/v1/sends/a%20b"), fresh);
+  expect_error(res, 404, "not_found", "send_id");
+  EXPECT_TRUE(fresh.calls().empty());
+}
+
+TEST(Router, WrongMethodOnNewRoutesIs405WithAllow) {
+  for (auto [verb, target, allow] :
+       {std::tuple{bhttp::verb::get, "/v1/mailboxes/mb1/send", "POST"},
+        std::tuple{bhttp::verb::put, "/v1/mailboxes/mb1/send", "POST"},
+        std::tuple{bhttp::verb::delete_, "/v1/mailboxes/mb1/send", "POST"},
+        std::tuple{bhttp::verb::get, "/v1/mailboxes/mb1/sync", "POST"},
+        std::tuple{bhttp::verb::patch, "/v1/mailboxes/mb1/sync", "POST"},
+        std::tuple{bhttp::verb::post, "/v1/mailboxes/mb1/folders", "GET"},
+        std::tuple{bhttp::verb::delete_, "/v1/mailboxes/mb1/folders", "GET"},
+        std::tuple{bhttp::verb::post, "/v1/sends/snd-1", "GET"},
+        std::tuple{bhttp::verb::delete_, "/v1/sends/snd-1", "GET"},
+        std::tuple{bhttp::verb::put, "/v1/sends/snd-1", "GET"}}) {
+    FakeApi api;
+    auto res = run(make_request(verb, target, verb == bhttp::verb::get ? "" : kSendBody), api);
+    SCOPED_TRACE(target);
+    expect_error(res, 405, "method_not_allowed", "");
+    EXPECT_EQ(res[bhttp::field::allow], allow);
+    EXPECT_TRUE(api.calls().empty());
+  }
+}
+
+TEST(Router, DeeperOrUnknownSubPathsAre404) {
+  for (const char* target :
+       {"/v1/mailboxes/mb1/send/x", "/v1/mailboxes/mb1/folders/INBOX", "/v1/mailboxes/mb1/sync/1",
+        "/v1/mailboxes/mb1/other", "/v1/mailboxes/mb1/Send", "/v1/mailboxes//send", "/v1/sends",
+        "/v1/sends/", "/v1/sends/snd-1/x", "/v1/mailboxes/validate/x/y"}) {
+    for (auto verb : {bhttp::verb::get, bhttp::verb::post}) {
+      FakeApi api;
+      auto res = run(make_request(verb, target, verb == bhttp::verb::post ? kSendBody : ""), api);
+      SCOPED_TRACE(target);
+      expect_error(res, 404, "not_found", "");
+      EXPECT_TRUE(api.calls().empty());
+    }
+  }
+}
+
+TEST(Auth, NewRoutesNeedAToken) {
+  for (auto [verb, target] : {std::pair{bhttp::verb::post, "/v1/mailboxes/validate"},
+                              std::pair{bhttp::verb::post, "/v1/mailboxes/mb1/send"},
+                              std::pair{bhttp::verb::get, "/v1/mailboxes/mb1/folders"},
+                              std::pair{bhttp::verb::post, "/v1/mailboxes/mb1/sync"},
+                              std::pair{bhttp::verb::get, "/v1/sends/snd-1"}}) {
+    FakeApi api;
+    auto res =
+        run(make_request(verb, target, verb == bhttp::verb::post ? kSendBody : ""), api, {"tok"});
+    SCOPED_TRACE(target);
+    expect_error(res, 401, "unauthorized", "");
+    EXPECT_TRUE(api.calls().empty());
+  }
+}
+
 // ---- auth ----
 
 const std::vector<std::string> kTokens{"s3cret-token", "second-token"};
@@ -318,7 +599,8 @@ TEST(Errors, EachErrcMapsToOneStatus) {
   };
   for (auto c :
        {Case{Errc::not_found, 404, "not_found"}, Case{Errc::already_exists, 409, "already_exists"},
-        Case{Errc::invalid_argument, 400, "invalid_value"},
+        Case{Errc::invalid_argument, 400, "invalid_value"}, Case{Errc::conflict, 409, "conflict"},
+        Case{Errc::bad_gateway, 502, "mail_server_error"},
         Case{Errc::unavailable, 503, "unavailable"}, Case{Errc::internal, 500, "internal"}}) {
     FakeApi api;
     api.answer(Outcome::fail(c.errc, "details", "folders"));
@@ -338,6 +620,20 @@ TEST(Errors, EachErrcMapsToOneStatus) {
 TEST(Errors, ToApiErrorTreatsNoneAsInternal) {
   EXPECT_EQ(to_api_error({Errc::none, "", ""}).status, 500u);
   EXPECT_EQ(to_api_error({Errc::not_found, "", ""}).message, "mailbox not found");
+}
+
+TEST(Errors, ConflictAndBadGatewayDefaults) {
+  auto conflict = to_api_error({Errc::conflict, "", "Idempotency-Key"});
+  EXPECT_EQ(conflict.status, 409u);
+  EXPECT_EQ(conflict.code, "conflict");
+  EXPECT_FALSE(conflict.message.empty());
+  EXPECT_EQ(conflict.field, "Idempotency-Key");
+  auto gateway = to_api_error({Errc::bad_gateway, "", ""});
+  EXPECT_EQ(gateway.status, 502u);
+  EXPECT_EQ(gateway.code, "mail_server_error");
+  EXPECT_FALSE(gateway.message.empty());
+  EXPECT_EQ(to_api_error({Errc::bad_gateway, "IMAP LIST failed: NO", ""}).message,
+            "IMAP LIST failed: NO");
 }
 
 TEST(Errors, ServiceExceptionBecomes500) {

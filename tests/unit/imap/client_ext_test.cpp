@@ -656,5 +656,52 @@ TEST(Base64, DecodeRoundTrip) {
   EXPECT_FALSE(base64_decode("QUJD\r\n"));
 }
 
+// ---- NOTIFY (RFC 5465) -------------------------------------------------------------------------
+
+TEST(ImapClientExt, NotifySetThenIdleEndsOnUnsolicitedStatus) {
+  Script script{
+      S(kDovecotGreeting),
+      C("A1 NOTIFY SET (mailboxes (\"Archive\" \"&AMk-t&AOk-\") (MessageNew MessageExpunge))"),
+      S("A1 OK NOTIFY completed."),
+      C("A2 IDLE"),
+      S("+ idling"),
+      S("* STATUS &AMk-t&AOk- (MESSAGES 4 UIDNEXT 12)"),
+      C("DONE"),
+      S("A2 OK Idle completed."),
+      C("A3 STATUS \"Archive\" (MESSAGES UIDNEXT UIDVALIDITY UNSEEN)"),
+      S("* STATUS Archive (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 7 UNSEEN 1)"),
+      S("A3 OK Status completed."),
+  };
+  expect_ok(run(script, [](Client& c) -> net::awaitable<void> {
+    co_await c.start(false);
+    std::vector<std::string> folders{"Archive", "\xc3\x89t\xc3\xa9"};
+    co_await c.notify_set(folders);
+    auto r = co_await c.idle(std::chrono::seconds(30));
+    EXPECT_FALSE(r.new_mail);
+    EXPECT_EQ(r.notified, std::vector<std::string>{"\xc3\x89t\xc3\xa9"});
+    auto s = co_await c.status("Archive");
+    EXPECT_EQ(s.uidnext, 2u);
+    // The answer to our own STATUS is not a notification.
+    EXPECT_TRUE(c.take_notified().empty());
+  }));
+}
+
+TEST(ImapClientExt, NotifyNotOffered) {
+  Script script{
+      S("* OK [CAPABILITY IMAP4rev1 IDLE] ready."),
+  };
+  auto o = run(script, [](Client& c) -> net::awaitable<void> {
+    co_await c.start(false);
+    std::vector<std::string> folders{"Archive"};
+    try {
+      co_await c.notify_set(folders);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::no);
+    }
+  });
+  expect_ok(o);
+}
+
 }  // namespace
 }  // namespace el::imap
