@@ -183,6 +183,19 @@ MaybeError parse_credential(const json::object& obj, std::string_view prefix, st
   return std::nullopt;
 }
 
+bool ends_with_ci(std::string_view s, std::string_view suffix) {
+  if (s.size() < suffix.size()) return false;
+  auto tail = s.substr(s.size() - suffix.size());
+  return std::equal(tail.begin(), tail.end(), suffix.begin(), [](char a, char b) {
+    return std::tolower(static_cast<unsigned char>(a)) == b;
+  });
+}
+
+bool server_saves_sent(std::string_view host) {
+  return ends_with_ci(host, "smtp.gmail.com") || ends_with_ci(host, "smtp.googlemail.com") ||
+         ends_with_ci(host, ".office365.com") || ends_with_ci(host, ".outlook.com");
+}
+
 MaybeError parse_smtp(const json::object& root, BodyMode mode,
                       std::optional<core::SmtpSettings>& out, service::UpdateMask& mask) {
   const json::value* v = find(root, "smtp");
@@ -213,6 +226,10 @@ MaybeError parse_smtp(const json::object& root, BodyMode mode,
   if (const json::value* b = find(obj, "save_to_sent")) {
     if (!b->is_bool()) return wrong_type("smtp.save_to_sent", "a boolean");
     s.save_to_sent = b->get_bool();
+  } else {
+    // Gmail and Microsoft 365 file what their SMTP servers send in Sent themselves: a second
+    // copy would be a duplicate.
+    s.save_to_sent = !server_saves_sent(s.host);
   }
   out = std::move(s);
   return std::nullopt;

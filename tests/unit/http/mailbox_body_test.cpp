@@ -213,6 +213,81 @@ std::vector<BadCase> bad_cases() {
         o["webhook"] = json::object{{"url", "http://h/"}, {"sekret", "s"}};
       },
       "unknown_field", "webhook.sekret");
+  // smtp, oauth2, folders "all", sent_folder
+  add(
+      "smtp not object", [](auto& o) { o["smtp"] = "smtp.example.com"; }, "invalid_type", "smtp");
+  add(
+      "smtp without host",
+      [](auto& o) {
+        o["smtp"] = json::object{{"port", 587}};
+      },
+      "missing_field", "smtp.host");
+  add(
+      "smtp bad security",
+      [](auto& o) {
+        o["smtp"] = json::object{{"host", "h"}, {"security", "ssl"}};
+      },
+      "invalid_value", "smtp.security");
+  add(
+      "smtp bad port",
+      [](auto& o) {
+        o["smtp"] = json::object{{"host", "h"}, {"port", 0}};
+      },
+      "invalid_value", "smtp.port");
+  add(
+      "smtp unknown key",
+      [](auto& o) {
+        o["smtp"] = json::object{{"host", "h"}, {"x", 1}};
+      },
+      "unknown_field", "smtp.x");
+  add(
+      "smtp password with CRLF",
+      [](auto& o) {
+        o["smtp"] = json::object{{"host", "h"}, {"password", "a\r\nb"}};
+      },
+      "invalid_value", "smtp.password");
+  add(
+      "oauth2 not object", [](auto& o) { o["oauth2"] = "tok"; }, "invalid_type", "oauth2");
+  add(
+      "oauth2 empty", [](auto& o) { o["oauth2"] = json::object{}; }, "missing_field",
+      "oauth2.access_token");
+  add(
+      "oauth2 token_url without refresh token",
+      [](auto& o) {
+        o["oauth2"] = json::object{{"access_token", "t"}, {"token_url", "https://x/token"}};
+      },
+      "missing_field", "oauth2.refresh_token");
+  add(
+      "oauth2 token_url and refresh_url",
+      [](auto& o) {
+        o["oauth2"] = json::object{{"access_token", "t"},
+                                   {"refresh_token", "r"},
+                                   {"token_url", "https://x/token"},
+                                   {"refresh_url", "https://app/token"}};
+      },
+      "invalid_value", "oauth2.refresh_url");
+  add(
+      "oauth2 bad url",
+      [](auto& o) {
+        o["oauth2"] = json::object{{"access_token", "t"}, {"refresh_url", "ftp://x"}};
+      },
+      "invalid_value", "oauth2.refresh_url");
+  add(
+      "oauth2 bad mechanism",
+      [](auto& o) {
+        o["oauth2"] = json::object{{"access_token", "t"}, {"mechanism", "plain"}};
+      },
+      "invalid_value", "oauth2.mechanism");
+  add(
+      "oauth2 bad expires_at",
+      [](auto& o) {
+        o["oauth2"] = json::object{{"access_token", "t"}, {"expires_at", "soon"}};
+      },
+      "invalid_value", "oauth2.expires_at");
+  add(
+      "folders other string", [](auto& o) { o["folders"] = "some"; }, "invalid_type", "folders");
+  add(
+      "sent_folder empty", [](auto& o) { o["sent_folder"] = ""; }, "invalid_value", "sent_folder");
   return c;
 }
 
@@ -228,7 +303,9 @@ TEST(MailboxBody, EveryBadInputIsRejectedBeforeTheService) {
     for (auto [method, target] : {std::pair{bhttp::verb::post, "/v1/mailboxes"},
                                   std::pair{bhttp::verb::put, "/v1/mailboxes/mb1"}}) {
       // PUT may leave the password out; every other case applies to both methods.
-      if (method == bhttp::verb::put && bc.name == "missing password") continue;
+      const bool create_only = bc.name == "missing password" || bc.name == "oauth2 empty" ||
+                               bc.name == "oauth2 token_url without refresh token";
+      if (method == bhttp::verb::put && create_only) continue;
       FakeApi api;
       Request req = make_request(method, target, body);
       if (body.empty()) req.erase(bhttp::field::content_type);
@@ -353,6 +430,73 @@ TEST(MailboxBody, CreateWithoutSecretSignsWithEmptyKey) {
   const auto& p = std::get<ParsedMailbox>(parsed);
   EXPECT_FALSE(p.mask.keep_webhook_secret);
   EXPECT_TRUE(p.config.webhook->secret.empty());
+}
+
+TEST(MailboxBody, SmtpOauth2AndAllFolders) {
+  auto o = base();
+  imap(o).erase("password");
+  o["folders"] = "all";
+  o["sent_folder"] = "Gesendet";
+  o["smtp"] = json::object{{"host", "smtp.example.com"}, {"security", "starttls"}};
+  o["oauth2"] = json::object{{"access_token", "at"},
+                             {"refresh_token", "rt"},
+                             {"token_url", "https://login.example.com/token"},
+                             {"client_id", "cid"},
+                             {"client_secret", "cs"},
+                             {"expires_at", "2026-12-06T10:00:00Z"},
+                             {"mechanism", "oauthbearer"}};
+  auto parsed = parse_mailbox_body(json::serialize(o), BodyMode::create);
+  ASSERT_TRUE(std::holds_alternative<ParsedMailbox>(parsed));
+  const auto& c = std::get<ParsedMailbox>(parsed).config;
+  EXPECT_TRUE(c.all_folders);
+  EXPECT_EQ(c.folders, std::vector<std::string>{"INBOX"});
+  EXPECT_EQ(c.sent_folder, "Gesendet");
+  EXPECT_TRUE(c.imap.password.empty());  // the token signs in
+  ASSERT_TRUE(c.smtp);
+  EXPECT_EQ(c.smtp->effective_port(), 587);
+  EXPECT_EQ(c.smtp->username, "");  // the IMAP one is used
+  EXPECT_TRUE(c.smtp->save_to_sent);
+  ASSERT_TRUE(c.oauth2);
+  EXPECT_EQ(c.oauth2->access_token.reveal(), "at");
+  EXPECT_EQ(c.oauth2->refresh_token.reveal(), "rt");
+  EXPECT_EQ(c.oauth2->client_secret.reveal(), "cs");
+  EXPECT_EQ(c.oauth2->mechanism, "oauthbearer");
+  EXPECT_TRUE(c.oauth2->can_refresh());
+  EXPECT_EQ(core::format_rfc3339(*c.oauth2->expires_at), "2026-12-06T10:00:00.000Z");
+}
+
+TEST(MailboxBody, PasswordRequiredWithoutOauth2) {
+  auto o = base();
+  imap(o).erase("password");
+  FakeApi api;
+  expect_error(run(make_request(bhttp::verb::post, "/v1/mailboxes", json::serialize(o)), api), 400,
+               "missing_field", "imap.password");
+  EXPECT_TRUE(api.calls().empty());
+}
+
+TEST(MailboxBody, GmailAndMicrosoftSaveSentThemselves) {
+  for (const char* host : {"smtp.gmail.com", "smtp.office365.com", "SMTP-MAIL.OUTLOOK.COM"}) {
+    auto o = base();
+    o["smtp"] = json::object{{"host", host}};
+    auto parsed = parse_mailbox_body(json::serialize(o), BodyMode::create);
+    ASSERT_TRUE(std::holds_alternative<ParsedMailbox>(parsed)) << host;
+    EXPECT_FALSE(std::get<ParsedMailbox>(parsed).config.smtp->save_to_sent) << host;
+  }
+  auto o = base();
+  o["smtp"] = json::object{{"host", "smtp.gmail.com"}, {"save_to_sent", true}};
+  auto parsed = parse_mailbox_body(json::serialize(o), BodyMode::create);
+  EXPECT_TRUE(std::get<ParsedMailbox>(parsed).config.smtp->save_to_sent);
+}
+
+TEST(MailboxBody, UpdateKeepsSmtpPasswordAndTokens) {
+  auto o = base();
+  o["smtp"] = json::object{{"host", "h"}};
+  o["oauth2"] = json::object{{"refresh_url", "https://app.example.com/token"}};
+  auto parsed = parse_mailbox_body(json::serialize(o), BodyMode::update);
+  ASSERT_TRUE(std::holds_alternative<ParsedMailbox>(parsed));
+  const auto& m = std::get<ParsedMailbox>(parsed).mask;
+  EXPECT_TRUE(m.keep_smtp_password);
+  EXPECT_TRUE(m.keep_oauth2_tokens);
 }
 
 }  // namespace
