@@ -244,6 +244,11 @@ const std::vector<Option>& options() {
        [](Config& c, const std::string& v) {
          c.service.send.max_attempts = static_cast<std::uint32_t>(parse_int(v, 1, 1000));
        }},
+      {"send-concurrency-per-mailbox", Kind::value,
+       "sends of one mailbox talking to its servers at once on a node (3)",
+       [](Config& c, const std::string& v) {
+         c.service.send.max_per_mailbox = static_cast<std::size_t>(parse_int(v, 1, 100));
+       }},
       {"send-retry-initial", Kind::value, "first retry delay of a send (5s); doubles, jittered",
        [](Config& c, const std::string& v) { c.service.send.backoff_initial = parse_duration(v); }},
       {"send-retention", Kind::value,

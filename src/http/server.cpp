@@ -152,6 +152,15 @@ net::awaitable<void> ApiServer::Impl::accept_loop() {
   }
 }
 
+namespace {
+// POST /v1/mailboxes/{id}/send (query string aside).
+bool is_send_route(std::string_view target) {
+  target = target.substr(0, target.find('?'));
+  while (!target.empty() && target.back() == '/') target.remove_suffix(1);
+  return target.starts_with("/v1/mailboxes/") && target.ends_with("/send");
+}
+}  // namespace
+
 net::awaitable<void> ApiServer::Impl::serve(std::shared_ptr<Connection> c) {
   beast::flat_buffer buffer;
   for (;;) {
@@ -162,6 +171,12 @@ net::awaitable<void> ApiServer::Impl::serve(std::shared_ptr<Connection> c) {
     // connection open past it (and an idle keep-alive connection is closed when it expires).
     c->stream.expires_after(opts.read_timeout);
     auto [ec, n] = co_await bhttp::async_read_header(c->stream, buffer, parser, kTuple);
+    if (!ec && !parser.is_done() && !is_send_route(parser.get().target())) {
+      // Only sending carries attachments; settings bodies stay small.
+      parser.body_limit(opts.max_settings_body);  // chunked bodies, checked while reading
+      const auto declared = parser.content_length();
+      if (declared && *declared > opts.max_settings_body) ec = bhttp::error::body_limit;
+    }
     if (!ec && !parser.is_done()) {
       // curl and others wait for this before sending a large body; the limit was checked
       // against Content-Length while reading the header, so the body is acceptable in size.

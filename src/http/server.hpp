@@ -13,9 +13,11 @@ namespace el::http {
 
 struct ServerOptions {
   std::string address = "127.0.0.1";
-  std::uint16_t port = 8080;         // 0: any free port (see ApiServer::port)
-  std::vector<std::string> tokens;   // accepted bearer tokens; empty: no authentication
-  std::size_t max_body = 40u << 20;  // room for 25 MB of attachments, base64-encoded
+  std::uint16_t port = 8080;        // 0: any free port (see ApiServer::port)
+  std::vector<std::string> tokens;  // accepted bearer tokens; empty: no authentication
+  // POST /v1/mailboxes/{id}/send: room for 25 MB of attachments, base64-encoded.
+  std::size_t max_body = 40u << 20;
+  std::size_t max_settings_body = 1u << 20;  // every other route
   std::chrono::milliseconds read_timeout{30000};
 };
 

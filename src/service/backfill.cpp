@@ -95,6 +95,13 @@ net::awaitable<Outcome> Backfill::start(const core::MailboxConfig& cfg, SyncRequ
   job->cfg = cfg;
   job->req = std::move(req);
   job->folders = job->req.folders.empty() ? cfg.folders : job->req.folders;
+  // INBOX is case-insensitive: the live spelling, so that event ids match live delivery's.
+  for (auto& name : job->folders) {
+    if (name.size() == 5 && std::equal(name.begin(), name.end(), "INBOX", [](char a, char b) {
+          return std::toupper(static_cast<unsigned char>(a)) == b;
+        }))
+      name = "INBOX";
+  }
   job->started_at = core::format_rfc3339(SysClock::now());
   co_await save(*job);
   auto self = shared_from_this();
@@ -138,10 +145,14 @@ net::awaitable<void> Backfill::run(std::shared_ptr<Job> job) {
     SysClock::time_point at;
     std::size_t folder;
     std::uint32_t uid;
+    std::uint64_t size;
   };
   std::vector<Item> items;
   std::vector<std::uint32_t> uidvalidity(job->folders.size());
-  std::string criteria = "SINCE " + imap::format_search_date(job->req.since);
+  // IMAP compares dates in the server's time zone: a day of margin on each side, then the
+  // exact INTERNALDATE filter below.
+  std::string criteria =
+      "SINCE " + imap::format_search_date(job->req.since - std::chrono::hours(24));
   if (job->req.until)
     criteria += " BEFORE " + imap::format_search_date(*job->req.until + std::chrono::hours(24));
   for (std::size_t i = 0; i < job->folders.size(); ++i) {
@@ -161,7 +172,7 @@ net::awaitable<void> Backfill::run(std::shared_ptr<Job> job) {
         auto at = imap::parse_internal_date(m.internal_date);
         if (!at || *at < job->req.since) continue;
         if (job->req.until && *at >= *job->req.until) continue;
-        items.push_back({*at, i, m.uid});
+        items.push_back({*at, i, m.uid, m.size});
       }
     }
   }
@@ -194,12 +205,19 @@ net::awaitable<void> Backfill::run(std::shared_ptr<Job> job) {
                                  " changed during the sync; call it again");
       selected = folder;
     }
-    std::string set;
+    // Over --max-message-bytes only the header is downloaded, as live delivery does.
+    std::string set, big;
     for (std::size_t k = i; k < end; ++k) {
-      if (!set.empty()) set += ',';
-      set += std::to_string(items[k].uid);
+      std::string& s = items[k].size > f.max_message_bytes ? big : set;
+      if (!s.empty()) s += ',';
+      s += std::to_string(items[k].uid);
     }
-    auto msgs = co_await client->uid_fetch(set, imap::Client::FetchBody::full);
+    std::vector<imap::FetchedMessage> msgs;
+    if (!set.empty()) msgs = co_await client->uid_fetch(set, imap::Client::FetchBody::full);
+    if (!big.empty()) {
+      auto heads = co_await client->uid_fetch(big, imap::Client::FetchBody::header);
+      for (auto& h : heads) msgs.push_back(std::move(h));
+    }
     for (std::size_t k = i; k < end; ++k) {
       auto it = std::find_if(msgs.begin(), msgs.end(),
                              [&](const auto& m) { return m.uid == items[k].uid; });
@@ -226,6 +244,10 @@ net::awaitable<void> Backfill::run(std::shared_ptr<Job> job) {
       ev.data = std::move(data);
       ev.data["uidvalidity"] = uidvalidity[folder];
       ev.data["backfill"] = true;
+      if (it->size > f.max_message_bytes) {
+        ev.data["size"] = it->size;
+        ev.data["truncated"] = true;
+      }
       ev.data["sync_id"] = job->id;
       const bool accepted = co_await sink_.deliver(ev, *target);
       if (!accepted)

@@ -129,6 +129,7 @@ net::awaitable<void> Credentials::refresh(const core::MailboxConfig& cfg, Entry 
             {{"mailbox", cfg.id},
              {"via", a.refresh_url.empty() ? "token_url" : "refresh_url"},
              {"expires_at", saved.expires_at ? core::format_rfc3339(*saved.expires_at) : ""}});
+  if (!opts_.persist) co_return;
   try {
     const std::string id = cfg.id;
     co_await store::call(registry_, [&] { return registry_.save_tokens(id, saved); });

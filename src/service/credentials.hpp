@@ -22,6 +22,7 @@ struct CredentialsOptions {
   // A token expiring within this is refreshed before use.
   std::chrono::seconds refresh_margin{120};
   std::optional<core::WebhookTarget> default_webhook;  // its secret signs refresh_url requests
+  bool persist = true;  // save refreshed tokens in the registry (not for credential checks)
 };
 
 class Credentials {

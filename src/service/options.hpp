@@ -72,6 +72,9 @@ struct SendOptions {
   milliseconds data_timeout{10 * 60 * 1000};
   milliseconds probe_timeout{10000};  // EHLO probe that learns a server's SIZE limit
   std::size_t max_concurrent = 64;    // sends running at once on this node
+  // Sends of one mailbox at once on this node: each holds an SMTP and, briefly, an IMAP
+  // connection, and providers cap connections per account (Dovecot: 10 per user and IP).
+  std::size_t max_per_mailbox = 3;
   std::string helo_name;              // EHLO name; empty: the host name
 };
 

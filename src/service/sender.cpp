@@ -348,7 +348,27 @@ net::awaitable<Outcome> Sender::status(std::string send_id) {
   co_return out;
 }
 
+namespace {
+// Gives a mailbox's send slot back when the run ends, however it ends.
+struct SlotRelease {
+  SlotRelease(Sender* s, std::string m) : sender(s), mailbox(std::move(m)) {}
+  ~SlotRelease() { sender->release_slot(mailbox); }
+  SlotRelease(const SlotRelease&) = delete;
+  SlotRelease& operator=(const SlotRelease&) = delete;
+  Sender* sender;
+  std::string mailbox;
+};
+}  // namespace
+
+void Sender::release_slot(const std::string& mailbox_id) {
+  std::lock_guard lk(mu_);
+  auto it = active_.find(mailbox_id);
+  if (it == active_.end()) return;
+  if (--it->second == 0) active_.erase(it);
+}
+
 net::awaitable<void> Sender::run(std::string send_id) {
+  std::optional<SlotRelease> slot;
   const std::string node = opts_.ownership.node_id;
   const auto lease = opts_.send.claim;
   auto save = [&](const store::SendRecord& r) -> net::awaitable<void> {
@@ -386,6 +406,22 @@ net::awaitable<void> Sender::run(std::string send_id) {
       rec->outcome = "failed";
       rec->error_code = "no_smtp_settings";
       rec->error_message = "the mailbox has no smtp settings any more";
+    }
+    // At most max_per_mailbox sends of one mailbox talk to its servers at once; the others wait
+    // here for a slot (bounded by the node's max_concurrent).
+    while (!slot) {
+      {
+        std::lock_guard lk(mu_);
+        if (stopped_) co_return;
+        auto& n = active_[rec->mailbox_id];
+        if (n < std::max<std::size_t>(1, opts_.send.max_per_mailbox)) {
+          ++n;
+          slot.emplace(this, rec->mailbox_id);
+          break;
+        }
+      }
+      net::steady_timer t(co_await net::this_coro::executor, std::chrono::milliseconds(20));
+      co_await t.async_wait(net::as_tuple(net::use_awaitable));
     }
     if (rec->outcome.empty()) {
       // Wait for the retry time a previous attempt (maybe on another node) set.

@@ -43,6 +43,7 @@ class Sender : public std::enable_shared_from_this<Sender> {
     std::atomic<std::uint64_t> accepted{0}, sent{0}, failed{0}, retries{0}, appended{0};
   };
   const Counters& counters() const { return counters_; }
+  void release_slot(const std::string& mailbox_id);  // internal: a send of it ended
 
  private:
   net::awaitable<void> scan_loop();
@@ -58,6 +59,7 @@ class Sender : public std::enable_shared_from_this<Sender> {
   boost::asio::thread_pool cpu_{1};  // composing messages, state-file flushes
   std::mutex mu_;
   std::set<std::string> running_;                     // send ids running on this node
+  std::map<std::string, std::size_t> active_;  // mailbox id -> its sends talking to servers
   std::map<std::string, std::uint64_t> size_limits_;  // host:port -> SIZE (0: none announced)
   bool stopped_ = false;
   std::shared_ptr<boost::asio::steady_timer> scan_timer_;

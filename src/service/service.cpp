@@ -312,11 +312,17 @@ net::awaitable<Outcome> MailboxService::update_mailbox(core::MailboxConfig cfg, 
     cfg.webhook->secret = cur.config.webhook->secret;
   if (mask.keep_smtp_password && cfg.smtp && cur.config.smtp)
     cfg.smtp->password = cur.config.smtp->password;
-  if (mask.keep_oauth2_tokens && cfg.oauth2 && cur.config.oauth2) {
-    cfg.oauth2->access_token = cur.config.oauth2->access_token;
-    cfg.oauth2->refresh_token = cur.config.oauth2->refresh_token;
-    cfg.oauth2->client_secret = cur.config.oauth2->client_secret;
-    if (!cfg.oauth2->expires_at) cfg.oauth2->expires_at = cur.config.oauth2->expires_at;
+  if (cfg.oauth2 && cur.config.oauth2) {
+    // Each secret left out keeps its stored value (the service may have refreshed it since
+    // the application last saw it).
+    auto& a = *cfg.oauth2;
+    const auto& old = *cur.config.oauth2;
+    if (mask.keep_oauth2_tokens || a.access_token.empty()) {
+      a.access_token = old.access_token;
+      if (!a.expires_at) a.expires_at = old.expires_at;
+    }
+    if (a.refresh_token.empty()) a.refresh_token = old.refresh_token;
+    if (a.client_secret.empty()) a.client_secret = old.client_secret;
   }
   if (opts_.webhook_sink && !webhook_for(cfg, opts_))
     co_return Outcome::fail(Errc::invalid_argument, "no webhook for this mailbox", "webhook.url");
@@ -395,6 +401,7 @@ net::awaitable<Outcome> MailboxService::validate(core::MailboxConfig cfg) {
   // Tokens refreshed during a check belong to no stored mailbox: a cache of its own.
   CredentialsOptions co;
   co.default_webhook = opts_.default_webhook;
+  co.persist = false;  // nothing is stored, even if the body names a stored mailbox
   Credentials scratch(registry_, co);
   co_return co_await validate_settings(cfg, opts_, &scratch);
 }

@@ -185,9 +185,7 @@ TEST_F(ServerTest, ConnectionCloseIsHonoured) {
 }
 
 TEST_F(ServerTest, BodyOverLimitIs413AndCloses) {
-  ServerOptions opts;
-  opts.max_body = 1024 * 1024;
-  start(opts);
+  start();  // settings bodies: 1 MiB
   RawClient c(server_->port());
   const std::string body(1024 * 1024 + 1, 'x');
   ASSERT_TRUE(c.send_all(request("POST", "/v1/mailboxes", body)));
@@ -201,11 +199,31 @@ TEST_F(ServerTest, BodyOverLimitIs413AndCloses) {
 }
 
 TEST_F(ServerTest, DeclaredOversizeBodyIsRefusedBeforeItIsSent) {
-  start();  // the default limit: 40 MiB
+  start();
   RawClient c(server_->port());
   ASSERT_TRUE(
       c.send_all("POST /v1/mailboxes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 "Expect: 100-continue\r\nContent-Length: 50000000\r\n\r\n"));
+                 "Expect: 100-continue\r\nContent-Length: 5000000\r\n\r\n"));
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 413);
+}
+
+TEST_F(ServerTest, SendRouteTakesLargeBodiesUpToItsLimit) {
+  start();
+  {
+    // 5 MB of attachments is fine for sending (the fake API answers).
+    RawClient c(server_->port());
+    const std::string body(5 * 1024 * 1024, ' ');
+    ASSERT_TRUE(c.send_all(request("POST", "/v1/mailboxes/mb1/send", body)));
+    auto r = c.read_response();
+    ASSERT_TRUE(r);
+    EXPECT_NE(r->result_int(), 413);
+  }
+  RawClient c(server_->port());
+  ASSERT_TRUE(c.send_all(
+      "POST /v1/mailboxes/mb1/send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Expect: 100-continue\r\nContent-Length: 50000000\r\n\r\n"));
   auto r = c.read_response();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 413);
@@ -213,7 +231,7 @@ TEST_F(ServerTest, DeclaredOversizeBodyIsRefusedBeforeItIsSent) {
 
 TEST_F(ServerTest, ChunkedBodyOverLimitIs413) {
   ServerOptions opts;
-  opts.max_body = 100;
+  opts.max_settings_body = 100;
   start(opts);
   RawClient c(server_->port());
   std::string chunk(80, 'x');
