@@ -252,7 +252,7 @@ const std::vector<Option>& options() {
       {"send-retry-initial", Kind::value, "first retry delay of a send (5s); doubles, jittered",
        [](Config& c, const std::string& v) { c.service.send.backoff_initial = parse_duration(v); }},
       {"send-retention", Kind::value,
-       "how long sends and their Idempotency-Keys are remembered (7d as 168h)",
+       "how long sends and their Idempotency-Keys are remembered (24h)",
        [](Config& c, const std::string& v) {
          c.service.send.retention =
              std::chrono::duration_cast<std::chrono::seconds>(parse_duration(v));

@@ -61,7 +61,7 @@ struct OwnershipOptions {
 
 // Sending mail (POST /v1/mailboxes/{id}/send).
 struct SendOptions {
-  std::chrono::seconds retention{7 * 24 * 3600};  // sends and their Idempotency-Keys are kept
+  std::chrono::seconds retention{24 * 3600};  // sends and their Idempotency-Keys are kept
   std::uint32_t max_attempts = 10;                // temporary failures, then message.send_failed
   milliseconds backoff_initial{5000};
   milliseconds backoff_max{10 * 60 * 1000};

@@ -183,6 +183,13 @@ net::awaitable<void> Sender::scan_loop() {
     } catch (const std::exception& e) {
       log::warn("send_scan_failed", {{"error", e.what()}});
     }
+    {
+      std::lock_guard lk(mu_);
+      if (rescan_) {  // a slot freed while this scan ran
+        rescan_ = false;
+        continue;
+      }
+    }
     timer->expires_after(opts_.send.scan_interval);
     auto [ec] = co_await timer->async_wait(net::as_tuple(net::use_awaitable));
     if (ec) {
@@ -195,7 +202,11 @@ net::awaitable<void> Sender::scan_loop() {
 void Sender::launch(const std::string& send_id) {
   {
     std::lock_guard lk(mu_);
-    if (stopped_ || running_.count(send_id) || running_.size() >= opts_.send.max_concurrent) return;
+    if (stopped_ || running_.count(send_id)) return;
+    if (running_.size() >= opts_.send.max_concurrent) {
+      starved_ = true;  // the next send to end wakes the scan for it
+      return;
+    }
     running_.insert(send_id);
   }
   auto self = shared_from_this();
@@ -209,6 +220,12 @@ void Sender::launch(const std::string& send_id) {
         }
         std::lock_guard lk(self->mu_);
         self->running_.erase(send_id);
+        // A backlog waits in the registry: scan again now rather than at the next interval.
+        if (self->starved_ && self->scan_timer_ && !self->stopped_) {
+          self->starved_ = false;
+          self->rescan_ = true;
+          net::post(self->ioc_, [t = self->scan_timer_] { t->cancel(); });
+        }
       },
       net::detached);
 }

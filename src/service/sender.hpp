@@ -59,9 +59,11 @@ class Sender : public std::enable_shared_from_this<Sender> {
   boost::asio::thread_pool cpu_{1};  // composing messages, state-file flushes
   std::mutex mu_;
   std::set<std::string> running_;                     // send ids running on this node
-  std::map<std::string, std::size_t> active_;  // mailbox id -> its sends talking to servers
+  std::map<std::string, std::size_t> active_;         // mailbox id -> its sends talking to servers
   std::map<std::string, std::uint64_t> size_limits_;  // host:port -> SIZE (0: none announced)
   bool stopped_ = false;
+  bool starved_ = false;  // launch() turned a send away: the node was at max_concurrent
+  bool rescan_ = false;   // scan again at once (a slot freed)
   std::shared_ptr<boost::asio::steady_timer> scan_timer_;
   Counters counters_;
 };

@@ -365,7 +365,7 @@ void MemoryRegistry::update_send(const SendRecord& send) {
   if (it == sends_.end()) return;
   it->second.record = send;
   if (send.final()) {
-    it->second.record.raw.clear();
+    std::string().swap(it->second.record.raw);  // give the bytes back, not just the length
     send_claims_.erase(send.id);
   }
   mark_dirty();
