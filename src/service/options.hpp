@@ -62,7 +62,7 @@ struct OwnershipOptions {
 // Sending mail (POST /v1/mailboxes/{id}/send).
 struct SendOptions {
   std::chrono::seconds retention{24 * 3600};  // sends and their Idempotency-Keys are kept
-  std::uint32_t max_attempts = 10;                // temporary failures, then message.send_failed
+  std::uint32_t max_attempts = 10;            // temporary failures, then message.send_failed
   milliseconds backoff_initial{5000};
   milliseconds backoff_max{10 * 60 * 1000};
   milliseconds claim{60000};         // a node running a send holds it this long, renewed
@@ -75,7 +75,7 @@ struct SendOptions {
   // Sends of one mailbox at once on this node: each holds an SMTP and, briefly, an IMAP
   // connection, and providers cap connections per account (Dovecot: 10 per user and IP).
   std::size_t max_per_mailbox = 3;
-  std::string helo_name;              // EHLO name; empty: the host name
+  std::string helo_name;  // EHLO name; empty: the host name
 };
 
 struct ToolOptions {
