@@ -5,9 +5,6 @@
 #include <gtest/gtest.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509v3.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -16,14 +13,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdio>
-#include <filesystem>
 #include <optional>
 #include <thread>
 
 #include "core/event.hpp"
 #include "core/metrics.hpp"
 #include "el/version.hpp"
-#include "test_server.hpp"
+#include "support/http_test_server.hpp"
 
 namespace el::delivery {
 namespace {
@@ -31,6 +27,7 @@ namespace {
 using namespace std::chrono_literals;
 using el::testing::Action;
 using el::testing::Recorded;
+using el::testing::SelfSigned;
 using el::testing::TestServer;
 using Clock = std::chrono::steady_clock;
 
@@ -203,7 +200,7 @@ TEST(Webhook, RetriesOn500ThenSucceeds) {
   TestServer server([](const Recorded&, int i) { return Action::reply(i < 2 ? 500u : 200u); });
   Client client(fast_options());
   const auto before = Counters::now();
-  ASSERT_TRUE(client.deliver(make_event(), {server.url(), core::Secret("k")}));
+  ASSERT_TRUE(client.deliver(make_event(), {server.url("/hook"), core::Secret("k")}));
   const auto reqs = server.requests();
   ASSERT_EQ(reqs.size(), 3u);
   for (int i = 0; i < 3; ++i) {
@@ -225,7 +222,7 @@ TEST(Webhook, RetriesOn500ThenSucceeds) {
 TEST(Webhook, FourXxIsRetriedToo) {
   TestServer server([](const Recorded&, int i) { return Action::reply(i == 0 ? 400u : 202u); });
   Client client(fast_options());
-  ASSERT_TRUE(client.deliver(make_event(), {server.url(), core::Secret("k")}));
+  ASSERT_TRUE(client.deliver(make_event(), {server.url("/hook"), core::Secret("k")}));
   EXPECT_EQ(server.requests().size(), 2u);
 }
 
@@ -235,7 +232,7 @@ TEST(Webhook, GivesUpAfterMaxAttempts) {
   opts.max_attempts = 3;
   Client client(opts);
   const auto before = Counters::now();
-  EXPECT_FALSE(client.deliver(make_event(), {server.url(), core::Secret("k")}));
+  EXPECT_FALSE(client.deliver(make_event(), {server.url("/hook"), core::Secret("k")}));
   EXPECT_EQ(server.requests().size(), 3u);
   const auto after = Counters::now();
   EXPECT_EQ(after.delivered - before.delivered, 0u);
@@ -253,7 +250,7 @@ TEST(Webhook, MaxTotalBoundsTheWholeCall) {
   Client client(opts);
   const auto before = Counters::now();
   const auto t0 = Clock::now();
-  EXPECT_FALSE(client.deliver(make_event(), {server.url(), core::Secret("k")}));
+  EXPECT_FALSE(client.deliver(make_event(), {server.url("/hook"), core::Secret("k")}));
   const auto elapsed = Clock::now() - t0;
   EXPECT_LT(elapsed, 600ms);
   EXPECT_GE(elapsed, 250ms);  // gives up when the next sleep would cross the bound
@@ -269,7 +266,7 @@ TEST(Webhook, HangingServerTimesOut) {
   Client client(opts);
   const auto before = Counters::now();
   const auto t0 = Clock::now();
-  EXPECT_FALSE(client.deliver(make_event(), {server.url(), core::Secret("k")}));
+  EXPECT_FALSE(client.deliver(make_event(), {server.url("/hook"), core::Secret("k")}));
   EXPECT_LT(Clock::now() - t0, 1000ms);
   EXPECT_EQ(server.requests().size(), 2u);
   EXPECT_EQ(server.accepts(), 2);  // a timed-out connection is never reused
@@ -282,7 +279,7 @@ TEST(Webhook, ConnectionRefusedIsAFailedAttempt) {
   std::string url;
   {
     TestServer gone(always(200));
-    url = gone.url();
+    url = gone.url("/hook");
   }
   auto opts = fast_options();
   opts.max_attempts = 2;
@@ -306,7 +303,7 @@ TEST(Webhook, RetryAfterIsHonouredWithinBackoffMax) {
   opts.backoff_initial = 1ms;  // without Retry-After the first sleep would be at most 1 ms
   opts.backoff_max = 300ms;
   Client client(opts);
-  ASSERT_TRUE(client.deliver(make_event(), {server.url(), core::Secret("k")}));
+  ASSERT_TRUE(client.deliver(make_event(), {server.url("/hook"), core::Secret("k")}));
   const auto reqs = server.requests();
   ASSERT_EQ(reqs.size(), 2u);
   const auto gap = reqs[1].at - reqs[0].at;
@@ -318,7 +315,8 @@ TEST(Webhook, KeepAliveReusesOneConnection) {
   TestServer server(always(200));
   Client client(fast_options());
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(client.deliver(make_event(std::to_string(i)), {server.url(), core::Secret("k")}));
+    ASSERT_TRUE(
+        client.deliver(make_event(std::to_string(i)), {server.url("/hook"), core::Secret("k")}));
   }
   EXPECT_EQ(server.requests().size(), 5u);
   EXPECT_EQ(server.accepts(), 1);
@@ -329,7 +327,8 @@ TEST(Webhook, ServerClosingIdleConnectionsLosesNothing) {
   Client client(fast_options());
   const auto before = Counters::now();
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(client.deliver(make_event(std::to_string(i)), {server.url(), core::Secret("k")}));
+    ASSERT_TRUE(
+        client.deliver(make_event(std::to_string(i)), {server.url("/hook"), core::Secret("k")}));
   }
   const auto reqs = server.requests();
   ASSERT_EQ(reqs.size(), 3u);
@@ -353,9 +352,9 @@ TEST(Webhook, ReusedConnectionClosedBeforeResponseIsRetriedAtOnce) {
   opts.backoff_max = 2000ms;
   Client client(opts);
   const auto before = Counters::now();
-  ASSERT_TRUE(client.deliver(make_event("a"), {server.url(), core::Secret("k")}));
+  ASSERT_TRUE(client.deliver(make_event("a"), {server.url("/hook"), core::Secret("k")}));
   const auto t0 = Clock::now();
-  ASSERT_TRUE(client.deliver(make_event("b"), {server.url(), core::Secret("k")}));
+  ASSERT_TRUE(client.deliver(make_event("b"), {server.url("/hook"), core::Secret("k")}));
   EXPECT_LT(Clock::now() - t0, 500ms);
   const auto reqs = server.requests();
   ASSERT_EQ(reqs.size(), 3u);
@@ -376,11 +375,11 @@ TEST(Webhook, StopEndsBackoffQuickly) {
   const auto before = Counters::now();
   client.after(200ms, [&] { client.sink().stop(); });
   const auto t0 = Clock::now();
-  EXPECT_FALSE(client.deliver(make_event(), {server.url(), core::Secret("k")}));
+  EXPECT_FALSE(client.deliver(make_event(), {server.url("/hook"), core::Secret("k")}));
   EXPECT_LT(Clock::now() - t0, 1000ms);
   EXPECT_EQ(server.requests().size(), 1u);
   // After stop(): false at once, nothing sent.
-  EXPECT_FALSE(client.deliver(make_event(), {server.url(), core::Secret("k")}));
+  EXPECT_FALSE(client.deliver(make_event(), {server.url("/hook"), core::Secret("k")}));
   EXPECT_EQ(server.requests().size(), 1u);
   EXPECT_EQ(Counters::now().dropped - before.dropped, 0u);  // stopping is not giving up
 }
@@ -392,7 +391,7 @@ TEST(Webhook, StopEndsInFlightRequest) {
   Client client(opts);
   client.after(150ms, [&] { client.sink().stop(); });
   const auto t0 = Clock::now();
-  EXPECT_FALSE(client.deliver(make_event(), {server.url(), core::Secret("k")}));
+  EXPECT_FALSE(client.deliver(make_event(), {server.url("/hook"), core::Secret("k")}));
   EXPECT_LT(Clock::now() - t0, 1000ms);
 }
 
@@ -409,7 +408,7 @@ TEST(Webhook, CallerCancellationEndsDelivery) {
   net::cancellation_signal cancel;
   std::optional<bool> result;
   net::co_spawn(client.ioc(),
-                client.sink().deliver(make_event(), {server.url(), core::Secret("k")}),
+                client.sink().deliver(make_event(), {server.url("/hook"), core::Secret("k")}),
                 net::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr ep, bool ok) {
                   if (ep) std::rethrow_exception(ep);
                   result = ok;
@@ -420,14 +419,14 @@ TEST(Webhook, CallerCancellationEndsDelivery) {
   EXPECT_LT(Clock::now() - t0, 1000ms);
   ASSERT_TRUE(result.has_value());
   EXPECT_FALSE(*result);
-  EXPECT_TRUE(client.deliver(make_event(), {server.url(), core::Secret("k")}));
+  EXPECT_TRUE(client.deliver(make_event(), {server.url("/hook"), core::Secret("k")}));
 }
 
 TEST(Webhook, DestroyingSinkMidDeliveryIsSafe) {
   TestServer server([](const Recorded&, int) { return Action::hang(5000ms); });
   Client client(fast_options());
   std::optional<bool> result;
-  client.spawn(make_event(), {server.url(), core::Secret("k")}, result);
+  client.spawn(make_event(), {server.url("/hook"), core::Secret("k")}, result);
   client.after(100ms, [&] { client.destroy_sink(); });
   const auto t0 = Clock::now();
   client.run();
@@ -443,7 +442,7 @@ TEST(Webhook, ConcurrencyIsBoundedAcrossThreads) {
   Client client(opts);
   constexpr int kN = 8;
   std::vector<std::optional<bool>> results(kN);
-  const core::WebhookTarget target{server.url(), core::Secret("k")};
+  const core::WebhookTarget target{server.url("/hook"), core::Secret("k")};
   for (int i = 0; i < kN; ++i) client.spawn(make_event(std::to_string(i)), target, results[i]);
   client.run(2);
   for (const auto& r : results) EXPECT_EQ(r, std::optional<bool>(true));
@@ -453,50 +452,7 @@ TEST(Webhook, ConcurrencyIsBoundedAcrossThreads) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTPS: a self-signed certificate for "localhost" made at test time.
-
-struct SelfSigned {
-  SelfSigned() {
-    key = EVP_EC_gen("P-256");
-    cert = X509_new();
-    X509_set_version(cert, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-    X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(cert), 24 * 3600);
-    X509_set_pubkey(cert, key);
-    X509_NAME* name = X509_get_subject_name(cert);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                               reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
-    X509_set_issuer_name(cert, name);
-    X509V3_CTX v3;
-    X509V3_set_ctx_nodb(&v3);
-    X509V3_set_ctx(&v3, cert, cert, nullptr, nullptr, 0);
-    for (auto [nid, value] : {std::pair{NID_subject_alt_name, "DNS:localhost"},
-                              std::pair{NID_basic_constraints, "critical,CA:TRUE"}}) {
-      X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, nid, value);
-      X509_add_ext(cert, ext, -1);
-      X509_EXTENSION_free(ext);
-    }
-    X509_sign(cert, key, EVP_sha256());
-    pem_path = (std::filesystem::temp_directory_path() /
-                ("el-delivery-test-" + std::to_string(::getpid()) + ".pem"))
-                   .string();
-    FILE* f = std::fopen(pem_path.c_str(), "w");
-    PEM_write_X509(f, cert);
-    std::fclose(f);
-    SSL_CTX_use_certificate(server_ctx.native_handle(), cert);
-    SSL_CTX_use_PrivateKey(server_ctx.native_handle(), key);
-  }
-  ~SelfSigned() {
-    std::filesystem::remove(pem_path);
-    X509_free(cert);
-    EVP_PKEY_free(key);
-  }
-  EVP_PKEY* key = nullptr;
-  X509* cert = nullptr;
-  std::string pem_path;
-  net::ssl::context server_ctx{net::ssl::context::tls_server};
-};
+// HTTPS: a self-signed certificate for "localhost" made at test time (SelfSigned).
 
 TEST(WebhookTls, TrustedViaCaFileSucceedsWithSni) {
   SelfSigned cert;

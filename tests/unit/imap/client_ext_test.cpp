@@ -9,12 +9,13 @@
 
 #include "imap/client.hpp"
 #include "imap/encoding.hpp"
-#include "replay_transport.hpp"
+#include "support/replay_transport.hpp"
 
 namespace el::imap {
 namespace {
 
 using namespace std::chrono_literals;
+namespace test = el::testing;
 using test::ReplayState;
 using test::ReplayTransport;
 using test::Step;

@@ -9,12 +9,13 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <functional>
 
-#include "replay_transport.hpp"
+#include "support/replay_transport.hpp"
 
 namespace el::imap {
 namespace {
 
 using namespace std::chrono_literals;
+namespace test = el::testing;
 using test::ReplayState;
 using test::ReplayTransport;
 using Body = std::function<net::awaitable<void>(Client&)>;
@@ -66,7 +67,7 @@ Outcome run(const std::vector<test::Step>& script, const Body& body, int fail_at
 }
 
 Outcome run_file(const char* file, const Body& body, int fail_at = -1) {
-  return run(test::load_script(file), body, fail_at);
+  return run(test::load_script(std::string("imap/") + file), body, fail_at);
 }
 
 void expect_ok(const Outcome& o) {
@@ -103,9 +104,9 @@ TEST(ImapClient, FullSession) {
 }
 
 TEST(ImapClient, FullSessionByteByByte) {
-  auto o = run(test::load_script("dovecot/session.txt"), full_session, -1, 1);
+  auto o = run(test::load_script("imap/dovecot/session.txt"), full_session, -1, 1);
   expect_ok(o);
-  o = run(test::load_script("dovecot/session.txt"), full_session, -1, 7);
+  o = run(test::load_script("imap/dovecot/session.txt"), full_session, -1, 7);
   expect_ok(o);
 }
 
@@ -347,7 +348,7 @@ TEST(ImapClient, LiteralOverLimitIsProtocolError) {
   ClientOptions opts = fast_options();
   opts.max_literal = 10;
   auto o = run(
-      test::load_script("dovecot/fetch.txt"),
+      test::load_script("imap/dovecot/fetch.txt"),
       [](Client& c) -> net::awaitable<void> {
         co_await c.start(false);
         co_await c.uid_search("SINCE 1-Jun-2024");

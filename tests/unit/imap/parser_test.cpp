@@ -5,10 +5,12 @@
 
 #include <random>
 
-#include "replay_transport.hpp"
+#include "support/replay_transport.hpp"
 
 namespace el::imap {
 namespace {
+
+namespace test = el::testing;
 
 // A canonical rendering of a response, to compare parses of the same bytes.
 void render(const Value& v, std::string& out) {
@@ -103,7 +105,7 @@ std::string corpus() {
   std::string all;
   for (const char* f : {"dovecot/session.txt", "dovecot/fetch.txt", "dovecot/select_utf7.txt",
                         "dovecot/idle_exists.txt", "dovecot/login_login.txt"}) {
-    all += test::server_bytes(test::load_script(f));
+    all += test::server_bytes(test::load_script(std::string("imap/") + f));
   }
   all +=
       "* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent Items\"\r\n"

@@ -19,16 +19,16 @@
 
 #include "core/types.hpp"
 #include "el/version.hpp"
-#include "test_server.hpp"
+#include "support/http_test_server.hpp"
 
 namespace el::oauth {
 namespace {
 
 using namespace std::chrono_literals;
-using el::oauth_testing::Action;
-using el::oauth_testing::Recorded;
-using el::oauth_testing::SelfSigned;
-using el::oauth_testing::TestServer;
+using el::testing::Action;
+using el::testing::Recorded;
+using el::testing::SelfSigned;
+using el::testing::TestServer;
 using SysClock = std::chrono::system_clock;
 using Steady = std::chrono::steady_clock;
 
@@ -154,7 +154,7 @@ std::string reference_hmac_hex(std::string_view key, std::string_view data) {
 
 TestServer::Script always(unsigned status, std::string body = {},
                           std::string content_type = "application/json") {
-  return [=](const Recorded&) { return Action::reply(status, body, content_type); };
+  return [=](const Recorded&, int) { return Action::with_body(status, body, content_type); };
 }
 
 // Secrets full of characters that form encoding must escape.
@@ -218,7 +218,7 @@ TEST(Refresh, SendsFormAndParsesToken) {
 
 TEST(Refresh, PublicClientSendsNoSecretAndNoEmptyScope) {
   TestServer server(always(200, R"({"access_token":"at","token_type":"bearer"})"));
-  auto g = grant(server.url(), /*with_secret=*/false);
+  auto g = grant(server.url("/token"), /*with_secret=*/false);
   g.scope.clear();
   const Token t = do_refresh(g);
   const auto reqs = server.requests();
@@ -235,7 +235,7 @@ TEST(Refresh, PublicClientSendsNoSecretAndNoEmptyScope) {
 TEST(Refresh, ExpiresInAsString) {
   TestServer server(always(200, R"({"access_token":"at","expires_in":"3600"})"));
   const auto before = SysClock::now();
-  const Token t = do_refresh(grant(server.url()));
+  const Token t = do_refresh(grant(server.url("/token")));
   ASSERT_TRUE(t.expires_at.has_value());
   EXPECT_GE(*t.expires_at, before + 3600s - 1s);
   EXPECT_LE(*t.expires_at, SysClock::now() + 3600s);
@@ -244,7 +244,7 @@ TEST(Refresh, ExpiresInAsString) {
 TEST(Refresh, InvalidGrantIsRefused) {
   TestServer server(
       always(400, R"({"error":"invalid_grant","error_description":"Token has been expired."})"));
-  const auto e = refresh_error(grant(server.url()));
+  const auto e = refresh_error(grant(server.url("/token")));
   EXPECT_EQ(e.kind(), RefreshErrorKind::refused);
   EXPECT_EQ(e.oauth_error(), "invalid_grant");
   EXPECT_NE(std::string(e.what()).find("Token has been expired."), std::string::npos) << e.what();
@@ -252,7 +252,7 @@ TEST(Refresh, InvalidGrantIsRefused) {
 
 TEST(Refresh, UnauthorizedClientIsRefused) {
   TestServer server(always(401, R"({"error":"invalid_client"})"));
-  const auto e = refresh_error(grant(server.url()));
+  const auto e = refresh_error(grant(server.url("/token")));
   EXPECT_EQ(e.kind(), RefreshErrorKind::refused);
   EXPECT_EQ(e.oauth_error(), "invalid_client");
 }
@@ -260,7 +260,7 @@ TEST(Refresh, UnauthorizedClientIsRefused) {
 TEST(Refresh, BadRequestErrorsAreRefusals) {
   for (const char* code : {"invalid_request", "unsupported_grant_type", "invalid_scope"}) {
     TestServer server(always(400, std::string(R"({"error":")") + code + "\"}"));
-    const auto e = refresh_error(grant(server.url()));
+    const auto e = refresh_error(grant(server.url("/token")));
     EXPECT_EQ(e.kind(), RefreshErrorKind::refused) << code;
     EXPECT_EQ(e.oauth_error(), code);
   }
@@ -268,20 +268,20 @@ TEST(Refresh, BadRequestErrorsAreRefusals) {
 
 TEST(Refresh, BadRequestWithoutJsonIsRefused) {
   TestServer server(always(400, "<html>Bad Request</html>", "text/html"));
-  const auto e = refresh_error(grant(server.url()));
+  const auto e = refresh_error(grant(server.url("/token")));
   EXPECT_EQ(e.kind(), RefreshErrorKind::refused);
   EXPECT_EQ(e.oauth_error(), "");
 }
 
 TEST(Refresh, TransientOauthErrorIsUnavailable) {
   TestServer server(always(400, R"({"error":"temporarily_unavailable"})"));
-  EXPECT_EQ(refresh_error(grant(server.url())).kind(), RefreshErrorKind::unavailable);
+  EXPECT_EQ(refresh_error(grant(server.url("/token"))).kind(), RefreshErrorKind::unavailable);
 }
 
 TEST(Refresh, ErrorObjectWith200IsRefused) {
   // GitHub-style: 200 with an RFC 6749 error object.
   TestServer server(always(200, R"({"error":"bad_refresh_token"})"));
-  const auto e = refresh_error(grant(server.url()));
+  const auto e = refresh_error(grant(server.url("/token")));
   EXPECT_EQ(e.kind(), RefreshErrorKind::refused);
   EXPECT_EQ(e.oauth_error(), "bad_refresh_token");
 }
@@ -289,7 +289,7 @@ TEST(Refresh, ErrorObjectWith200IsRefused) {
 TEST(Refresh, ServerErrorsAndOtherStatusesAreUnavailable) {
   for (unsigned status : {500u, 502u, 503u, 429u, 302u, 403u, 404u}) {
     TestServer server(always(status, R"({"error":"invalid_grant"})"));
-    const auto e = refresh_error(grant(server.url()));
+    const auto e = refresh_error(grant(server.url("/token")));
     EXPECT_EQ(e.kind(), RefreshErrorKind::unavailable) << status;
     EXPECT_NE(std::string(e.what()).find(std::to_string(status)), std::string::npos) << e.what();
   }
@@ -300,16 +300,17 @@ TEST(Refresh, MalformedSuccessIsUnavailable) {
        {R"({"token_type":"Bearer","expires_in":3600})", "not json", R"(["access_token"])",
         R"({"access_token":42})", R"({"access_token":"at","expires_in":"soon"})", ""}) {
     TestServer server(always(200, body));
-    EXPECT_EQ(refresh_error(grant(server.url())).kind(), RefreshErrorKind::unavailable) << body;
+    EXPECT_EQ(refresh_error(grant(server.url("/token"))).kind(), RefreshErrorKind::unavailable)
+        << body;
   }
 }
 
 TEST(Refresh, HangingServerIsUnavailableWithinTimeout) {
-  TestServer server([](const Recorded&) { return Action::hang(10s); });
+  TestServer server([](const Recorded&, int) { return Action::hang(10s); });
   HttpOptions o;
   o.timeout = 300ms;
   const auto t0 = Steady::now();
-  const auto e = refresh_error(grant(server.url()), o);
+  const auto e = refresh_error(grant(server.url("/token")), o);
   const auto took = Steady::now() - t0;
   EXPECT_EQ(e.kind(), RefreshErrorKind::unavailable);
   EXPECT_NE(std::string(e.what()).find("timed out"), std::string::npos) << e.what();
@@ -325,8 +326,8 @@ TEST(Refresh, ConnectionRefusedIsUnavailable) {
 }
 
 TEST(Refresh, DroppedConnectionIsUnavailable) {
-  TestServer server([](const Recorded&) { return Action::drop(); });
-  EXPECT_EQ(refresh_error(grant(server.url())).kind(), RefreshErrorKind::unavailable);
+  TestServer server([](const Recorded&, int) { return Action::drop(); });
+  EXPECT_EQ(refresh_error(grant(server.url("/token"))).kind(), RefreshErrorKind::unavailable);
 }
 
 TEST(Refresh, BadUrlIsUnavailable) {
@@ -344,20 +345,20 @@ TEST(Refresh, NoSecretInAnyMessage) {
     return boost::json::serialize(o);
   };
   std::vector<TestServer::Script> scripts = {
-      [&](const Recorded& r) { return Action::reply(400, echo_json(r)); },
-      [&](const Recorded& r) { return Action::reply(401, echo_json(r)); },
-      [&](const Recorded& r) { return Action::reply(200, echo_json(r)); },
-      [&](const Recorded& r) { return Action::reply(500, r.body, "text/plain"); },
-      [&](const Recorded& r) { return Action::reply(400, r.body, "text/plain"); },
-      [&](const Recorded& r) { return Action::reply(200, r.body, "text/plain"); },
-      [&](const Recorded&) { return Action::hang(5s); },
+      [&](const Recorded& r, int) { return Action::with_body(400, echo_json(r)); },
+      [&](const Recorded& r, int) { return Action::with_body(401, echo_json(r)); },
+      [&](const Recorded& r, int) { return Action::with_body(200, echo_json(r)); },
+      [&](const Recorded& r, int) { return Action::with_body(500, r.body, "text/plain"); },
+      [&](const Recorded& r, int) { return Action::with_body(400, r.body, "text/plain"); },
+      [&](const Recorded& r, int) { return Action::with_body(200, r.body, "text/plain"); },
+      [&](const Recorded&, int) { return Action::hang(5s); },
   };
   HttpOptions o;
   o.timeout = 200ms;
   std::vector<std::string> secrets = {kClientSecret, kRefreshToken, "s3cr3t", "0gRT-secret"};
   for (std::size_t i = 0; i < scripts.size(); ++i) {
     TestServer server(scripts[i]);
-    const auto e = refresh_error(grant(server.url()), o);
+    const auto e = refresh_error(grant(server.url("/token")), o);
     for (const auto& s : secrets) {
       EXPECT_EQ(std::string(e.what()).find(s), std::string::npos) << i << ": " << e.what();
       EXPECT_EQ(e.oauth_error().find(s), std::string::npos) << i << ": " << e.oauth_error();
@@ -408,7 +409,7 @@ TEST(AskApplication, ExpiresInAndNoSignatureWithoutSecret) {
 TEST(AskApplication, ClientErrorsAreRefused) {
   for (unsigned status : {400u, 401u, 403u, 404u}) {
     TestServer server(always(status, R"({"error":"mailbox_disabled"})"));
-    const auto e = expect_refresh_error([&] { do_ask(server.url(), core::Secret("k")); });
+    const auto e = expect_refresh_error([&] { do_ask(server.url("/token"), core::Secret("k")); });
     EXPECT_EQ(e.kind(), RefreshErrorKind::refused) << status;
     EXPECT_EQ(e.oauth_error(), "mailbox_disabled");
   }
@@ -424,7 +425,7 @@ TEST(AskApplication, OtherAnswersAreUnavailable) {
                         Case{200, R"({"access_token":"t","expires_at":"tomorrow"})"},
                         Case{200, R"({"access_token":"t","expires_at":1700000000})"}}) {
     TestServer server(always(c.status, c.body));
-    const auto e = expect_refresh_error([&] { do_ask(server.url(), core::Secret("k")); });
+    const auto e = expect_refresh_error([&] { do_ask(server.url("/token"), core::Secret("k")); });
     EXPECT_EQ(e.kind(), RefreshErrorKind::unavailable) << c.status << " " << c.body;
   }
 }
@@ -483,32 +484,33 @@ TEST(HttpRequest, ResponseOverLimitFails) {
   TestServer server(always(200, std::string(5000, 'x'), "text/plain"));
   HttpOptions o;
   o.max_response_bytes = 4096;
-  EXPECT_THROW(do_http("GET", server.url(), {}, "", o), HttpError);
+  EXPECT_THROW(do_http("GET", server.url("/token"), {}, "", o), HttpError);
   o.max_response_bytes = 5000;
-  EXPECT_EQ(do_http("GET", server.url(), {}, "", o).body.size(), 5000u);
+  EXPECT_EQ(do_http("GET", server.url("/token"), {}, "", o).body.size(), 5000u);
 }
 
 TEST(HttpRequest, TimeoutCoversTheWholeExchange) {
-  TestServer server([](const Recorded&) { return Action::hang(10s); });
+  TestServer server([](const Recorded&, int) { return Action::hang(10s); });
   HttpOptions o;
   o.timeout = 200ms;
   const auto t0 = Steady::now();
-  const auto msg = http_error([&] { do_http("GET", server.url(), {}, "", o); });
+  const auto msg = http_error([&] { do_http("GET", server.url("/token"), {}, "", o); });
   EXPECT_NE(msg.find("timed out"), std::string::npos) << msg;
   EXPECT_LT(Steady::now() - t0, 2s);
 }
 
 TEST(HttpRequest, CallerCancellationEndsTheRequest) {
-  TestServer server([](const Recorded&) { return Action::hang(10s); });
+  TestServer server([](const Recorded&, int) { return Action::hang(10s); });
   net::io_context ioc;
   net::cancellation_signal cancel;
   std::exception_ptr error;
   bool finished = false;
-  net::co_spawn(ioc, http_request(ioc.get_executor(), "GET", server.url(), {}, "", HttpOptions{}),
-                net::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, HttpResponse) {
-                  error = e;
-                  finished = true;
-                }));
+  net::co_spawn(
+      ioc, http_request(ioc.get_executor(), "GET", server.url("/token"), {}, "", HttpOptions{}),
+      net::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, HttpResponse) {
+        error = e;
+        finished = true;
+      }));
   net::steady_timer t(ioc, 100ms);
   t.async_wait([&](boost::system::error_code) { cancel.emit(net::cancellation_type::terminal); });
   const auto t0 = Steady::now();

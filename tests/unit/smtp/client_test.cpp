@@ -14,12 +14,13 @@
 #include <boost/asio/write.hpp>
 #include <functional>
 
-#include "replay_transport.hpp"
+#include "support/replay_transport.hpp"
 
 namespace el::smtp {
 namespace {
 
 using namespace std::chrono_literals;
+namespace test = el::testing;
 using test::ReplayState;
 using test::ReplayTransport;
 using test::Step;

@@ -1,7 +1,12 @@
-// A scripted HTTP(S) server on 127.0.0.1 for the webhook tests: records requests and answers
-// each one as the test's script says (status, delay, closing the connection).
+// A scripted HTTP(S) server on 127.0.0.1 for the webhook and OAuth tests: records requests and
+// answers each one as the test's script says (status, body, delay, closing the connection), plus
+// a self-signed certificate made at test time for the HTTPS cases.
 #pragma once
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
@@ -15,10 +20,13 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -41,10 +49,13 @@ struct Recorded {
     auto it = headers.find(lower_name);
     return it == headers.end() ? std::string() : it->second;
   }
+  bool has(const std::string& lower_name) const { return headers.count(lower_name) != 0; }
 };
 
 struct Action {
   unsigned status = 200;
+  std::optional<std::string> body;  // unset: "answer <status>" (no body for 204 and 304)
+  std::string content_type = "text/plain";
   std::chrono::milliseconds delay{0};  // before answering (a hanging server: long)
   bool close_without_response = false;
   bool close_after_response = false;  // without saying Connection: close (an idle timeout)
@@ -55,6 +66,14 @@ struct Action {
     Action a;
     a.status = status;
     a.retry_after = std::move(retry_after);
+    return a;
+  }
+  static Action with_body(unsigned status, std::string body,
+                          std::string content_type = "application/json") {
+    Action a;
+    a.status = status;
+    a.body = std::move(body);
+    a.content_type = std::move(content_type);
     return a;
   }
   static Action hang(std::chrono::milliseconds d) {
@@ -93,9 +112,10 @@ class TestServer {
     ioc_.reset();  // destroys suspended sessions while the members they use still exist
   }
 
-  std::string url(const std::string& path = "/hook", const std::string& host = "127.0.0.1") const {
+  std::string url(const std::string& path = "/", const std::string& host = "127.0.0.1") const {
     return std::string(tls_ ? "https://" : "http://") + host + ":" + std::to_string(port_) + path;
   }
+  unsigned short port() const { return port_; }
   int accepts() const { return accepts_; }
   int max_active() const { return max_active_; }
   std::vector<Recorded> requests() const {
@@ -164,12 +184,16 @@ class TestServer {
       --active_;
       if (a.close_without_response) co_return;
       http::response<http::string_body> res{static_cast<http::status>(a.status), 11};
-      res.set(http::field::content_type, "text/plain");
+      res.set(http::field::content_type, a.content_type);
       if (!a.retry_after.empty()) res.set(http::field::retry_after, a.retry_after);
-      if (a.status != 204 && a.status != 304) res.body() = "answer " + std::to_string(a.status);
+      if (a.body) {
+        res.body() = *a.body;
+      } else if (a.status != 204 && a.status != 304) {
+        res.body() = "answer " + std::to_string(a.status);
+      }
       res.prepare_payload();
       auto [wec, wn] = co_await http::async_write(s, res, kTuple);
-      if (wec || a.close_after_response) co_return;
+      if (wec || a.close_after_response || !req.keep_alive()) co_return;
     }
   }
 
@@ -183,6 +207,53 @@ class TestServer {
   std::atomic<int> max_active_{0};
   mutable std::mutex mu_;
   std::vector<Recorded> requests_;
+};
+
+// A self-signed certificate for "localhost", made at test time; pem_path holds it for ca_file.
+struct SelfSigned {
+  SelfSigned() {
+    key = EVP_EC_gen("P-256");
+    cert = X509_new();
+    X509_set_version(cert, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 24 * 3600);
+    X509_set_pubkey(cert, key);
+    X509_NAME* name = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
+    X509_set_issuer_name(cert, name);
+    X509V3_CTX v3;
+    X509V3_set_ctx_nodb(&v3);
+    X509V3_set_ctx(&v3, cert, cert, nullptr, nullptr, 0);
+    for (auto [nid, value] : {std::pair{NID_subject_alt_name, "DNS:localhost"},
+                              std::pair{NID_basic_constraints, "critical,CA:TRUE"}}) {
+      X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, nid, value);
+      X509_add_ext(cert, ext, -1);
+      X509_EXTENSION_free(ext);
+    }
+    X509_sign(cert, key, EVP_sha256());
+    pem_path = (std::filesystem::temp_directory_path() /
+                ("el-http-test-" + std::to_string(::getpid()) + ".pem"))
+                   .string();
+    FILE* f = std::fopen(pem_path.c_str(), "w");
+    PEM_write_X509(f, cert);
+    std::fclose(f);
+    SSL_CTX_use_certificate(server_ctx.native_handle(), cert);
+    SSL_CTX_use_PrivateKey(server_ctx.native_handle(), key);
+  }
+  ~SelfSigned() {
+    std::filesystem::remove(pem_path);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+  }
+  SelfSigned(const SelfSigned&) = delete;
+  SelfSigned& operator=(const SelfSigned&) = delete;
+
+  EVP_PKEY* key = nullptr;
+  X509* cert = nullptr;
+  std::string pem_path;
+  net::ssl::context server_ctx{net::ssl::context::tls_server};
 };
 
 }  // namespace el::testing
