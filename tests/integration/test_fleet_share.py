@@ -26,7 +26,15 @@ class FleetShareTest(FleetCase):
         def held():
             view = self.nodes_view(api2)
             return {n: view[n]['mailboxes'] for n in ('api-1', 'api-2')}
-        wait_until(lambda: sum(held().values()) == COUNT, 20, what='every mailbox held')
+        # The node that took the registrations may hold them all for a moment: the excess is
+        # handed back at its next ownership tick and claimed by the other node at its own.
+        def settled():
+            h = held()
+            return h if sum(h.values()) == COUNT and min(h.values()) >= 24 else None
+        try:
+            wait_until(settled, 20 * TIME_FACTOR, what='every mailbox held, fairly')
+        except TimeoutError:
+            pass  # the assertions below say how it ended
         shares = held()
         log(f'mailboxes held: {shares}')
         for name, n in shares.items():
