@@ -3,6 +3,7 @@
 // registry, RabbitMQ tasks, webhook and/or RabbitMQ exchange sinks, role api | worker | all.
 #include "app/serve.hpp"
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -81,6 +82,10 @@ int serve(const Config& cfg) {
   auto service_opts = cfg.service;
   service_opts.ownership.version = kVersion;
   service_opts.ownership.start_spread = service_opts.session.start_spread;
+  // A dead node's sends are taken over on the scale of its mailboxes: two leases (at least three
+  // scans, which renew the claims of running sends).
+  service_opts.send.claim = std::max<std::chrono::milliseconds>(
+      2 * service_opts.ownership.lease, 3 * service_opts.send.scan_interval);
   const auto& role = service_opts.ownership.role;
 
   std::unique_ptr<store::Registry> registry;

@@ -65,7 +65,7 @@ struct SendOptions {
   std::uint32_t max_attempts = 10;            // temporary failures, then message.send_failed
   milliseconds backoff_initial{5000};
   milliseconds backoff_max{10 * 60 * 1000};
-  milliseconds claim{60000};         // a node running a send holds it this long, renewed
+  milliseconds claim{60000};  // a node running a send holds it this long, renewed (serve: 2 leases)
   milliseconds scan_interval{5000};  // looks for sends no node runs (after a crash)
   milliseconds connect_timeout{30000};
   milliseconds command_timeout{60000};
