@@ -187,14 +187,6 @@ std::string json_status(std::string_view json) {
 // ---- Engine ------------------------------------------------------------------------------------
 
 struct Client::Impl {
-  // Shared with the timer callback so that a callback queued after the Client died, or after
-  // its operation finished, does nothing.
-  struct Deadline {
-    Transport* transport = nullptr;
-    std::uint64_t generation = 0;
-    bool fired = false;
-  };
-
   enum class Wake { response, deadline, interrupt };
   using Untagged = std::function<void(const Response&)>;
 
@@ -203,31 +195,11 @@ struct Client::Impl {
         transport_(std::move(t)),
         opts_(o),
         parser_(ParserLimits{.max_literal = o.max_literal}),
-        timer_(transport_->get_executor()),
-        deadline_(std::make_shared<Deadline>()) {
-    deadline_->transport = transport_.get();
-  }
+        deadline_(*transport_) {}
 
-  ~Impl() {
-    deadline_->transport = nullptr;
-    ++deadline_->generation;
-  }
-
-  // -- deadlines: a timer that cancels the transport; `fired` tells a timeout from other errors.
-  void arm(Clock::time_point when) {
-    auto gen = ++deadline_->generation;
-    deadline_->fired = false;
-    timer_.expires_at(when);
-    timer_.async_wait([d = deadline_, gen](error_code ec) {
-      if (ec || d->generation != gen || d->transport == nullptr) return;
-      d->fired = true;
-      d->transport->cancel();
-    });
-  }
-  void disarm() {
-    ++deadline_->generation;
-    timer_.cancel();
-  }
+  // -- deadlines: the transport is cancelled when one passes (TransportDeadline).
+  void arm(Clock::time_point when) { deadline_.arm(when); }
+  void disarm() { deadline_.disarm(); }
 
   [[noreturn]] void fail(ErrorKind kind, std::string msg) {
     if (kind != ErrorKind::no && kind != ErrorKind::bad && kind != ErrorKind::auth) {
@@ -248,7 +220,7 @@ struct Client::Impl {
       co_await transport_->write_all(data);
     } catch (const Error& e) {
       disarm();
-      if (deadline_->fired) fail(ErrorKind::timeout, "IMAP write timed out");
+      if (deadline_.fired()) fail(ErrorKind::timeout, "IMAP write timed out");
       fail(e.kind() == ErrorKind::timeout ? ErrorKind::timeout : ErrorKind::io, e.what());
     }
     disarm();
@@ -299,7 +271,7 @@ struct Client::Impl {
       co_return Wake::response;
     }
     if (err->kind() == ErrorKind::protocol) throw *err;
-    if (deadline_->fired) co_return Wake::deadline;
+    if (deadline_.fired()) co_return Wake::deadline;
     if (interruptible && interrupt_requested_) co_return Wake::interrupt;
     fail(err->kind() == ErrorKind::timeout ? ErrorKind::timeout : ErrorKind::io, err->what());
   }
@@ -482,8 +454,7 @@ struct Client::Impl {
   Response resp_;
   std::unique_ptr<char[]> rbuf_;
   std::size_t rbuf_size_ = 0, rpos_ = 0, rend_ = 0;
-  net::steady_timer timer_;
-  std::shared_ptr<Deadline> deadline_;
+  TransportDeadline deadline_;  // after transport_: it watches it
   std::uint64_t tag_seq_ = 0;
   std::string challenge_;  // the last SASL challenge answered with challenge_answer (base64)
   std::uint32_t exists_baseline_ = 0;
@@ -537,7 +508,7 @@ net::awaitable<void> Client::start(bool starttls) {
     }
     m.disarm();
     if (err) {
-      if (m.deadline_->fired) m.fail(ErrorKind::timeout, "STARTTLS handshake timed out");
+      if (m.deadline_.fired()) m.fail(ErrorKind::timeout, "STARTTLS handshake timed out");
       m.fail(err->kind(), err->what());
     }
     caps_.clear();

@@ -295,4 +295,32 @@ net::awaitable<std::unique_ptr<Transport>> connect(net::any_io_executor ex,
   co_return t;
 }
 
+TransportDeadline::TransportDeadline(Transport& transport)
+    : timer_(transport.get_executor()), state_(std::make_shared<State>()) {
+  state_->transport = &transport;
+}
+
+TransportDeadline::~TransportDeadline() {
+  state_->transport = nullptr;
+  ++state_->generation;
+}
+
+void TransportDeadline::arm(std::chrono::steady_clock::time_point when) {
+  const auto gen = ++state_->generation;
+  state_->fired = false;
+  timer_.expires_at(when);
+  timer_.async_wait([s = state_, gen](boost::system::error_code ec) {
+    if (ec || s->generation != gen || s->transport == nullptr) return;
+    s->fired = true;
+    s->transport->cancel();
+  });
+}
+
+void TransportDeadline::disarm() {
+  ++state_->generation;
+  timer_.cancel();
+}
+
+bool TransportDeadline::fired() const { return state_->fired; }
+
 }  // namespace el::imap

@@ -4,6 +4,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -30,6 +31,31 @@ class Transport {
   // Aborts pending reads and writes (they throw). Called by deadlines on the same executor.
   virtual void cancel() = 0;
   virtual void close() = 0;
+};
+
+// A deadline on one transport, for the protocol clients (IMAP, SMTP): when it passes, the
+// transport is cancelled, so its pending read or write throws, and fired() tells that timeout
+// from other failures. Use on the transport's executor; declare it after the transport it
+// watches. A timer callback queued after an operation ended, or after this object died, does
+// nothing.
+class TransportDeadline {
+ public:
+  explicit TransportDeadline(Transport& transport);
+  ~TransportDeadline();
+  TransportDeadline(const TransportDeadline&) = delete;
+  TransportDeadline& operator=(const TransportDeadline&) = delete;
+  void arm(std::chrono::steady_clock::time_point when);
+  void disarm();
+  bool fired() const;
+
+ private:
+  struct State {  // shared with the timer callback
+    Transport* transport = nullptr;
+    std::uint64_t generation = 0;
+    bool fired = false;
+  };
+  net::steady_timer timer_;
+  std::shared_ptr<State> state_;
 };
 
 struct ConnectOptions {

@@ -96,12 +96,8 @@ net::awaitable<Outcome> Backfill::start(const core::MailboxConfig& cfg, SyncRequ
   job->req = std::move(req);
   job->folders = job->req.folders.empty() ? cfg.folders : job->req.folders;
   // INBOX is case-insensitive: the live spelling, so that event ids match live delivery's.
-  for (auto& name : job->folders) {
-    if (name.size() == 5 && std::equal(name.begin(), name.end(), "INBOX", [](char a, char b) {
-          return std::toupper(static_cast<unsigned char>(a)) == b;
-        }))
-      name = "INBOX";
-  }
+  for (auto& name : job->folders)
+    if (is_inbox(name)) name = "INBOX";
   job->started_at = core::format_rfc3339(SysClock::now());
   co_await save(*job);
   auto self = shared_from_this();

@@ -18,12 +18,6 @@ namespace json = boost::json;
 
 namespace {
 
-bool is_inbox(std::string_view n) {
-  return n.size() == 5 && std::equal(n.begin(), n.end(), "INBOX", [](char a, char b) {
-           return std::toupper(static_cast<unsigned char>(a)) == b;
-         });
-}
-
 bool watched(const core::MailboxConfig& cfg, const std::string& name) {
   if (cfg.all_folders) return true;
   return std::any_of(cfg.folders.begin(), cfg.folders.end(), [&](const std::string& f) {
@@ -40,6 +34,12 @@ json::object error_json(const std::string& code, const std::string& message) {
 }
 
 }  // namespace
+
+bool is_inbox(std::string_view n) {
+  return n.size() == 5 && std::equal(n.begin(), n.end(), "INBOX", [](char a, char b) {
+           return std::toupper(static_cast<unsigned char>(a)) == b;
+         });
+}
 
 std::string imap_error_code(const std::exception& e) {
   if (const auto* ie = dynamic_cast<const imap::Error*>(&e)) {

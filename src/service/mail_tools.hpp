@@ -14,6 +14,9 @@ namespace el::service {
 
 class Credentials;
 
+// INBOX is case-insensitive (RFC 3501); every other folder name is compared exactly.
+bool is_inbox(std::string_view name);
+
 // Error codes of a failed check, distinct per cause: "auth_failed" (credentials refused),
 // "host_not_found", "unreachable" (connection refused or lost), "tls_error" (handshake or
 // certificate), "timeout", "protocol_error" (not the expected protocol), "server_error" (the

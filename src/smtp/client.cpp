@@ -139,42 +139,12 @@ std::string Reply::str() const {
 // ---- Engine ------------------------------------------------------------------------------------
 
 struct Client::Impl {
-  // Shared with the timer callback so that a callback queued after the Client died, or after
-  // its operation finished, does nothing.
-  struct Deadline {
-    imap::Transport* transport = nullptr;
-    std::uint64_t generation = 0;
-    bool fired = false;
-  };
-
   Impl(std::unique_ptr<imap::Transport> t, ClientOptions o)
-      : transport_(std::move(t)),
-        opts_(std::move(o)),
-        timer_(transport_->get_executor()),
-        deadline_(std::make_shared<Deadline>()) {
-    deadline_->transport = transport_.get();
-  }
+      : transport_(std::move(t)), opts_(std::move(o)), deadline_(*transport_) {}
 
-  ~Impl() {
-    deadline_->transport = nullptr;
-    ++deadline_->generation;
-  }
-
-  // -- deadlines: a timer that cancels the transport; `fired` tells a timeout from other errors.
-  void arm(Clock::time_point when) {
-    auto gen = ++deadline_->generation;
-    deadline_->fired = false;
-    timer_.expires_at(when);
-    timer_.async_wait([d = deadline_, gen](error_code ec) {
-      if (ec || d->generation != gen || d->transport == nullptr) return;
-      d->fired = true;
-      d->transport->cancel();
-    });
-  }
-  void disarm() {
-    ++deadline_->generation;
-    timer_.cancel();
-  }
+  // -- deadlines: the transport is cancelled when one passes (TransportDeadline).
+  void arm(Clock::time_point when) { deadline_.arm(when); }
+  void disarm() { deadline_.disarm(); }
 
   Clock::time_point command_deadline() const { return Clock::now() + opts_.command_timeout; }
 
@@ -197,7 +167,7 @@ struct Client::Impl {
   }
 
   [[noreturn]] void fail_io(const imap::Error& e, const char* timeout_msg) {
-    if (deadline_->fired || e.kind() == imap::ErrorKind::timeout) {
+    if (deadline_.fired() || e.kind() == imap::ErrorKind::timeout) {
       fail(ErrorKind::timeout, timeout_msg);
     }
     fail(e.kind() == imap::ErrorKind::tls ? ErrorKind::tls : ErrorKind::io, e.what());
@@ -380,8 +350,7 @@ struct Client::Impl {
   ReplyParser parser_;
   std::array<char, kReadBuffer> rbuf_{};
   std::size_t rpos_ = 0, rend_ = 0;
-  net::steady_timer timer_;
-  std::shared_ptr<Deadline> deadline_;
+  imap::TransportDeadline deadline_;  // after transport_: it watches it
   std::map<std::string, std::string> extensions_;
   bool broken_ = false;
 };
@@ -439,7 +408,7 @@ net::awaitable<void> Client::start(bool starttls) {
   }
   m.disarm();
   if (err) {
-    if (m.deadline_->fired || err->kind() == imap::ErrorKind::timeout) {
+    if (m.deadline_.fired() || err->kind() == imap::ErrorKind::timeout) {
       m.fail(ErrorKind::timeout, "STARTTLS handshake timed out");
     }
     m.fail(err->kind() == imap::ErrorKind::io ? ErrorKind::io : ErrorKind::tls, err->what());

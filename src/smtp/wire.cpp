@@ -1,8 +1,6 @@
 // DATA encoding, base64 and queue-id parsing for the SMTP client.
 #include "smtp/wire.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 
 #include "imap/encoding.hpp"
@@ -107,19 +105,8 @@ std::string base64_encode(std::string_view data) { return imap::base64_encode(da
 
 std::optional<std::string> base64_decode(std::string_view b64) {
   while (!b64.empty() && (b64.back() == ' ' || b64.back() == '\r')) b64.remove_suffix(1);
-  if (b64.size() % 4 != 0 || b64.size() > (1u << 20)) return std::nullopt;
-  if (b64.empty()) return std::string();
-  std::string out(b64.size() / 4 * 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(b64.data()),
-                                static_cast<int>(b64.size()));
-  if (n < 0) return std::nullopt;
-  // EVP_DecodeBlock counts the zero bytes that padding stands for.
-  std::size_t len = static_cast<std::size_t>(n);
-  if (b64.back() == '=') --len;
-  if (b64[b64.size() - 2] == '=') --len;
-  out.resize(len);
-  return out;
+  if (b64.size() > (1u << 20)) return std::nullopt;
+  return imap::base64_decode(b64);
 }
 
 std::string parse_queue_id(std::string_view text) {
